@@ -1,0 +1,1 @@
+"""The analyzer: live stream → faces → emotions."""

@@ -1,0 +1,1 @@
+"""Operator CLI and embedded local stack."""

@@ -1,0 +1,175 @@
+"""The emotion data model: per-second buckets written by the analyzer, read by the API and the publisher.
+
+A bucket holds, for one session and one whole second ``sec`` since the session's creation, and for each
+tracked face, per emotion: ``count`` — the observations of that face in which the emotion was the dominant
+one — and ``probSum`` — the sum of that emotion's probability over those observations.
+
+Everything the API reports is derived from buckets by the pure functions below, so the REST timeline, the
+totals and the WebSocket channels always agree:
+
+- totals: per emotion, Σ count over faces and seconds;
+- ``detectedFaces``: distinct faces with any observation in the interval;
+- per emotion ``people``: distinct faces for which it was dominant at least once in the interval;
+  ``intensity``: the mean over those faces of (Σ probSum / Σ count) for that face; ``quantity`` =
+  ``people × intensity``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dynamo import batch_write, query_all, serialize
+
+EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+
+ROUND = 4
+
+
+@dataclass
+class Bucket:
+    """One second of one session. ``faces[track][emotion] = [count, probSum]``."""
+
+    sec: int
+    faces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    frames: int = 0
+
+    def observe(self, track: str, scores: Iterable[float]) -> str:
+        """Add one observation of ``track`` with its probability per emotion; returns the dominant emotion."""
+        probs = list(scores)
+        if len(probs) != len(EMOTIONS):
+            raise ValueError(f"expected {len(EMOTIONS)} scores, got {len(probs)}")
+        best = max(range(len(probs)), key=probs.__getitem__)
+        emotion = EMOTIONS[best]
+        cell = self.faces.setdefault(track, {}).setdefault(emotion, [0, 0.0])
+        cell[0] += 1
+        cell[1] += float(probs[best])
+        return emotion
+
+    def to_item(self, session_id: str, ttl: int | None = None) -> dict[str, Any]:
+        faces = {
+            track: {emo: [int(c), round(float(s), 6)] for emo, (c, s) in per.items()}
+            for track, per in self.faces.items()
+        }
+        return {"sessionId": session_id, "sec": self.sec, "faces": faces, "frames": self.frames, "ttl": ttl}
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Bucket:
+        faces = {
+            str(track): {str(emo): [int(v[0]), float(v[1])] for emo, v in per.items()}
+            for track, per in (item.get("faces") or {}).items()
+        }
+        return cls(sec=int(item["sec"]), faces=faces, frames=int(item.get("frames", 0)))
+
+
+def _round(x: float) -> float:
+    return round(x, ROUND)
+
+
+def totals(buckets: Iterable[Bucket]) -> dict[str, int]:
+    """How many observations had each emotion dominant (every emotion listed, zeros included)."""
+    out = dict.fromkeys(EMOTIONS, 0)
+    for bucket in buckets:
+        for per in bucket.faces.values():
+            for emo, (count, _) in per.items():
+                out[emo] = out.get(emo, 0) + int(count)
+    return out
+
+
+def interval_stats(buckets: Iterable[Bucket]) -> dict[str, Any]:
+    """``{detectedFaces, emotions: {name: {people, quantity, intensity}}}`` for the buckets given."""
+    # face -> emotion -> [count, probSum], summed over the interval
+    acc: dict[str, dict[str, list[float]]] = {}
+    for bucket in buckets:
+        for track, per in bucket.faces.items():
+            face = acc.setdefault(track, {})
+            for emo, (count, prob_sum) in per.items():
+                cell = face.setdefault(emo, [0, 0.0])
+                cell[0] += count
+                cell[1] += prob_sum
+    emotions: dict[str, dict[str, float | int]] = {}
+    for emo in EMOTIONS:
+        means = [face[emo][1] / face[emo][0] for face in acc.values() if emo in face and face[emo][0] > 0]
+        people = len(means)
+        intensity = math.fsum(means) / people if people else 0.0
+        emotions[emo] = {"people": people, "quantity": _round(people * intensity), "intensity": _round(intensity)}
+    return {"detectedFaces": len(acc), "emotions": emotions}
+
+
+def timeline(
+    buckets: Iterable[Bucket], granularity: int, start: int = 0, end: int | None = None
+) -> list[dict[str, Any]]:
+    """Intervals ``[start + k·g, start + (k+1)·g)`` (the last one clipped to ``end``); intervals in which no
+    face was seen are omitted."""
+    if granularity <= 0:
+        raise ValueError("granularity must be positive")
+    groups: dict[int, list[Bucket]] = {}
+    for bucket in buckets:
+        if bucket.sec < start or (end is not None and bucket.sec >= end):
+            continue
+        groups.setdefault((bucket.sec - start) // granularity, []).append(bucket)
+    entries = []
+    for k in sorted(groups):
+        stats = interval_stats(groups[k])
+        if stats["detectedFaces"] == 0:
+            continue
+        lo = start + k * granularity
+        hi = lo + granularity if end is None else min(lo + granularity, end)
+        entries.append({"start": lo, "end": hi, **stats})
+    return entries
+
+
+class EmotionStore:
+    """Reads and writes buckets in the emotions table (``sessionId`` + ``sec``)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def write(self, session_id: str, buckets: Iterable[Bucket], ttl: int | None = None) -> int:
+        """Put whole buckets (idempotent per bucket), batched, retried; raises ``RetriesExhausted``."""
+        requests = [{"PutRequest": {"Item": serialize(b.to_item(session_id, ttl))}} for b in buckets]
+        return batch_write(self._client, self._table, requests)
+
+    def read(self, session_id: str, start: int | None = None, end: int | None = None) -> Iterator[Bucket]:
+        """Buckets with ``start <= sec < end``, in order."""
+        names = {"#s": "sessionId", "#t": "sec"}
+        values: dict[str, Any] = {":s": {"S": session_id}}
+        condition = "#s = :s"
+        if start is not None and end is not None:
+            condition += " AND #t BETWEEN :a AND :b"
+            values |= {":a": {"N": str(start)}, ":b": {"N": str(end - 1)}}
+        elif start is not None:
+            condition += " AND #t >= :a"
+            values[":a"] = {"N": str(start)}
+        elif end is not None:
+            condition += " AND #t < :b"
+            values[":b"] = {"N": str(end)}
+        if start is not None and end is not None and end <= start:
+            return iter(())
+        items = query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+        )
+        return (Bucket.from_item(item) for item in items)
+
+    def delete_session(self, session_id: str) -> int:
+        """Delete every bucket of a session; returns how many."""
+        keys = [
+            {"DeleteRequest": {"Key": {"sessionId": {"S": session_id}, "sec": {"N": str(item["sec"])}}}}
+            for item in query_all(
+                self._client,
+                TableName=self._table,
+                KeyConditionExpression="sessionId = :s",
+                ExpressionAttributeValues={":s": {"S": session_id}},
+                ProjectionExpression="sec",
+            )
+        ]
+        batch_write(self._client, self._table, keys)
+        return len(keys)

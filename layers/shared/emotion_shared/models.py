@@ -1,0 +1,136 @@
+"""Enumerations, API request models and the public session view."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import SCHEMA_VERSION
+from .clock import iso_ms
+from .uri import validate_stream_uri
+
+SESSION_TYPE = "live_analysis"
+MAX_NAME = 256
+
+
+class SessionState(StrEnum):
+    ACTIVE = "active"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class WorkerState(StrEnum):
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    CONNECTING = "connecting"
+    WORKING = "working"
+    RECONNECTING = "reconnecting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class StopReason(StrEnum):
+    USER_REQUEST = "user_request"
+    STREAM_ENDED = "stream_ended"
+    MAX_DURATION = "max_duration"
+    RESOLUTION_EXCEEDED = "resolution_exceeded"
+    STREAM_UNREACHABLE = "stream_unreachable"
+    WORKER_LOST = "worker_lost"
+    WORKER_ERROR = "worker_error"
+
+    @property
+    def final_state(self) -> SessionState:
+        """The session state a stop for this reason ends in."""
+        if self in _FAILED_REASONS:
+            return SessionState.FAILED
+        return SessionState.FINISHED
+
+
+_FAILED_REASONS = {StopReason.STREAM_UNREACHABLE, StopReason.WORKER_LOST, StopReason.WORKER_ERROR}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class SessionConfigIn(_Strict):
+    removeMedia: bool = True
+    analysisFps: float = Field(default=5.0, gt=0, le=60, description="Analyses per second (≥ stream fps: every frame)")
+
+
+class CreateSessionRequest(_Strict):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    streamUri: str = Field(min_length=1, max_length=2048)
+    type: Literal["live_analysis"] = SESSION_TYPE
+    config: SessionConfigIn = Field(default_factory=SessionConfigIn)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value
+
+    @field_validator("streamUri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        validate_stream_uri(value)
+        return value
+
+
+class ListSessionsQuery(_Strict):
+    state: SessionState | None = None
+    type: Literal["live_analysis"] | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    limit: int = Field(default=10, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+class TimelineQuery(_Strict):
+    granularity: int = Field(default=60, ge=5, le=3600)
+    start: int | None = Field(default=None, ge=0)
+    end: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimelineQuery:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError("start must not be greater than end")
+        return self
+
+
+def duration_seconds(item: dict[str, Any], now_ms: int) -> int:
+    ended = item.get("endedAtMs")
+    end_ms = int(ended) if ended is not None else now_ms
+    return max(0, (end_ms - int(item["createdAtMs"])) // 1000)
+
+
+def session_view(item: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The public session object (reference schema version 3). Never includes the stream URI."""
+    meta_in = item.get("meta") or {}
+    meta: dict[str, Any] = {
+        "expires": meta_in.get("expires"),
+        "healthCheck": meta_in.get("healthCheck"),
+        "workerState": meta_in.get("workerState", WorkerState.PENDING.value),
+    }
+    for optional in ("stopReason", "error", "stats"):
+        if meta_in.get(optional) is not None:
+            meta[optional] = meta_in[optional]
+    config = item.get("config") or {}
+    return {
+        "_id": item["id"],
+        "name": item["name"],
+        "type": item.get("type", SESSION_TYPE),
+        "state": item["state"],
+        "timestamp": item.get("createdAt") or iso_ms(int(item["createdAtMs"])),
+        "duration": duration_seconds(item, now_ms),
+        "config": {"removeMedia": bool(config.get("removeMedia", True)), "analysisFps": config.get("analysisFps", 5)},
+        "sources": item.get("sources") or [],
+        "meta": meta,
+        "product": item.get("product"),
+        "user": item["user"],
+        "version": SCHEMA_VERSION,
+    }
