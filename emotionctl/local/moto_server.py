@@ -1,0 +1,53 @@
+"""Start moto in server mode as the local stack's AWS side."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_REGION = "us-east-1"
+LOCAL_ACCOUNT = "123456789012"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def local_aws_env(endpoint: str) -> dict[str, str]:
+    """What a process needs in its environment to use the embedded AWS through plain boto3."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "AWS_REGION": LOCAL_REGION,
+    }
+
+
+@dataclass
+class MotoHandle:
+    server: Any
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_moto(port: int | None = None) -> MotoHandle:
+    """Start a threaded moto server on 127.0.0.1. Sets ``MOTO_PORT`` first (moto's Step Functions
+    interpreter builds its own clients on ``localhost:$MOTO_PORT``)."""
+    port = port or free_port()
+    os.environ["MOTO_PORT"] = str(port)
+    from moto.server import ThreadedMotoServer  # imported late: reads MOTO_PORT
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return MotoHandle(server=server, port=port)
