@@ -1,0 +1,165 @@
+"""One stable id per person across frames.
+
+Detections of a frame are associated with the live tracks by a greedy assignment on a cost that mixes the
+centre distance (normalised by the face size, measured from a constant-velocity prediction) and the IoU.
+A face missing for up to ``max_missing_seconds`` keeps its id; after a longer absence it gets a new one.
+Ids are ``f1``, ``f2``, … in order of first appearance, per tracker (one tracker per session).
+
+Faces per frame are few (typically 1–5), so the greedy assignment over all pairs, cheapest first, is
+exact enough and costs microseconds; no optimiser is needed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(slots=True)
+class Track:
+    id: str
+    cx: float
+    cy: float
+    w: float
+    h: float
+    vx: float  # px per second, smoothed
+    vy: float
+    last_seen: float
+    hits: int = 1
+
+    def predict(self, now: float) -> tuple[float, float]:
+        dt = min(max(0.0, now - self.last_seen), 1.0)  # do not extrapolate a stale velocity far
+        return self.cx + self.vx * dt, self.cy + self.vy * dt
+
+    @property
+    def size(self) -> float:
+        return math.sqrt(max(self.w * self.h, 1e-6))
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Associates each frame's face boxes with persistent track ids.
+
+    ``max_distance``: the largest accepted jump of the face centre between the prediction and a detection,
+    in face sizes (``sqrt(w*h)``). ``max_scale_change``: largest accepted ratio of face sizes.
+    ``velocity_smoothing``: weight of the newest velocity measurement (0 disables prediction).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_missing_seconds: float = 1.0,
+        max_distance: float = 1.0,
+        max_scale_change: float = 1.8,
+        velocity_smoothing: float = 0.5,
+        prefix: str = "f",
+    ) -> None:
+        if max_missing_seconds < 0:
+            raise ValueError("max_missing_seconds must be >= 0")
+        self.max_missing_seconds = max_missing_seconds
+        self.max_distance = max_distance
+        self.max_scale_change = max_scale_change
+        self.velocity_smoothing = velocity_smoothing
+        self._prefix = prefix
+        self._next = 1
+        self._tracks: list[Track] = []
+
+    @property
+    def tracks(self) -> list[Track]:
+        """Live tracks (seen within ``max_missing_seconds``), oldest first."""
+        return list(self._tracks)
+
+    @property
+    def issued(self) -> int:
+        """How many ids this tracker has handed out."""
+        return self._next - 1
+
+    def reset(self) -> None:
+        """Forget live tracks (e.g. after a long stream interruption); ids keep counting up."""
+        self._tracks.clear()
+
+    def _cost(self, track: Track, box: Box, now: float) -> float | None:
+        """Cost of assigning ``box`` to ``track``, or None when the pair is implausible."""
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        size = math.sqrt(max(w * h, 1e-6))
+        ratio = max(size, track.size) / min(size, track.size)
+        if ratio > self.max_scale_change:
+            return None
+        px, py = track.predict(now)
+        dist = math.hypot((x0 + x1) / 2.0 - px, (y0 + y1) / 2.0 - py) / max(size, track.size)
+        if dist > self.max_distance:
+            return None
+        # box of the prediction, for the overlap term
+        predicted = (px - track.w / 2, py - track.h / 2, px + track.w / 2, py + track.h / 2)
+        return dist + (1.0 - _iou(predicted, box)) * 0.5 + (ratio - 1.0) * 0.25
+
+    def update(self, boxes: Sequence[Box], now: float | None = None) -> list[str]:
+        """Track ids for ``boxes`` (same order). ``now``: the frame's time in seconds (default: monotonic clock)."""
+        t = time.monotonic() if now is None else float(now)
+        # forget tracks missing for too long: a face coming back after that is a new observation
+        self._tracks = [tr for tr in self._tracks if t - tr.last_seen <= self.max_missing_seconds]
+        ids: list[str | None] = [None] * len(boxes)
+        if self._tracks and boxes:
+            pairs: list[tuple[float, int, int]] = []
+            for ti, track in enumerate(self._tracks):
+                for di, box in enumerate(boxes):
+                    cost = self._cost(track, box, t)
+                    if cost is not None:
+                        pairs.append((cost, ti, di))
+            pairs.sort()
+            used_tracks: set[int] = set()
+            for _, ti, di in pairs:
+                if ti in used_tracks or ids[di] is not None:
+                    continue
+                used_tracks.add(ti)
+                self._refresh(self._tracks[ti], boxes[di], t)
+                ids[di] = self._tracks[ti].id
+        out: list[str] = []
+        for di, box in enumerate(boxes):
+            track_id = ids[di]
+            if track_id is None:
+                track_id = self._start(box, t)
+            out.append(track_id)
+        return out
+
+    def _start(self, box: Box, now: float) -> str:
+        x0, y0, x1, y1 = box
+        track = Track(
+            id=f"{self._prefix}{self._next}",
+            cx=(x0 + x1) / 2.0,
+            cy=(y0 + y1) / 2.0,
+            w=x1 - x0,
+            h=y1 - y0,
+            vx=0.0,
+            vy=0.0,
+            last_seen=now,
+        )
+        self._next += 1
+        self._tracks.append(track)
+        return track.id
+
+    def _refresh(self, track: Track, box: Box, now: float) -> None:
+        x0, y0, x1, y1 = box
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        dt = now - track.last_seen
+        if dt > 1e-3 and self.velocity_smoothing > 0:
+            a = self.velocity_smoothing
+            track.vx = (1 - a) * track.vx + a * (cx - track.cx) / dt
+            track.vy = (1 - a) * track.vy + a * (cy - track.cy) / dt
+        track.cx, track.cy, track.w, track.h = cx, cy, x1 - x0, y1 - y0
+        track.last_seen = now
+        track.hits += 1
