@@ -1,0 +1,282 @@
+"""The analysis loop: rate gate, lateness drops, per-second buckets; then the real models on a real photo."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from analyzer.pipeline import Decision, FrameAnalyzer, Pipeline, RateGate, SecondResult
+from emotion_shared.emotions import EMOTIONS, interval_stats
+
+
+@dataclass
+class Frame:
+    received: float
+    pts_seconds: float | None
+    width: int
+    height: int
+    luma: np.ndarray
+
+
+@dataclass
+class Det:
+    box: tuple[float, float, float, float]
+    score: float = 0.9
+
+
+class FakeDetector:
+    """A face at a fixed place while the frame's top-left pixel is 255."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, luma: np.ndarray) -> list[Det]:
+        self.calls += 1
+        return [Det((10.0, 10.0, 30.0, 30.0))] if luma[0, 0] == 255 else []
+
+
+class FakeClassifier:
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        out = np.full((len(crops), 7), 0.02, np.float32)
+        out[:, EMOTIONS.index("happiness")] = 0.88
+        return out
+
+
+def fake_crop(luma: np.ndarray, boxes: Any, scale: float, size: int) -> np.ndarray:
+    return np.zeros((len(boxes), size, size), np.uint8)
+
+
+FACE = np.zeros((48, 64), np.uint8)
+FACE[0, 0] = 255
+EMPTY = np.zeros((48, 64), np.uint8)
+
+
+def stream(seconds: float, fps: float, start: float = 1000.0, face: bool = True) -> list[Frame]:
+    n = round(seconds * fps)
+    return [Frame(start + i / fps, i / fps, 64, 48, FACE if face else EMPTY) for i in range(n)]
+
+
+def make(fps: float | None = 5.0, clock: Any = None, detail: bool = False, origin: float = 1000.0):
+    out: list[SecondResult] = []
+    analyzer = FrameAnalyzer(FakeDetector(), FakeClassifier(), fake_crop)
+    kwargs = {"clock": clock} if clock else {}
+    pipe = Pipeline(analyzer, out.append, origin=origin, analysis_fps=fps, detail=detail, **kwargs)
+    return pipe, out
+
+
+class Clock:
+    """Real time that follows the frames: now = the frame's receive time + ``lag``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(pipe: Pipeline, frames: list[Frame], clock: Clock | None = None, lag: float = 0.001) -> None:
+    for frame in frames:
+        if clock is not None:
+            clock.now = frame.received + lag
+        pipe.process(frame)
+
+
+# ------------------------------------------------------------------------------------------- rate gate
+@pytest.mark.parametrize(("fps", "expected"), [(5.0, 5), (1.0, 1), (10.0, 10), (30.0, 30), (60.0, 30), (None, 30)])
+def test_rate_gate_analyses_fps_frames_per_stream_second(fps: float | None, expected: int) -> None:
+    gate = RateGate(fps)
+    decisions = [gate.decide(i / 30, 500 + i / 30, 500 + i / 30) for i in range(300)]
+    assert decisions.count(Decision.ANALYSE) == expected * 10
+    assert Decision.DROP not in decisions
+
+
+def test_rate_gate_tolerates_timestamp_jitter_at_full_rate() -> None:
+    rng = np.random.default_rng(1)
+    gate = RateGate(30.0, stream_fps=30.0)
+    pts = np.arange(300) / 30 + rng.uniform(-0.004, 0.004, 300)
+    decisions = [gate.decide(float(p), 10 + float(p), 10 + float(p)) for p in pts]
+    assert decisions.count(Decision.ANALYSE) == 300
+
+
+def test_rate_gate_drops_when_behind_real_time() -> None:
+    # Given frames that waited in socket buffers: each is read (received) late, 0.1 s more per frame
+    gate = RateGate(5.0, max_lag=0.25)
+    out = []
+    for i in range(30):
+        pts = i * 0.2
+        received = 100 + pts + 0.1 * i  # read later and later
+        out.append(gate.decide(pts, received, received + 0.001))
+    # Then the first frames are analysed and, once more than 0.25 s behind, the due frames are dropped
+    assert out[:3] == [Decision.ANALYSE] * 3
+    assert out[4:] == [Decision.DROP] * 26
+
+
+def test_rate_gate_burst_at_start_is_not_late() -> None:
+    # A server that sends its cached GOP at once: 1 s of frames arrive within a few ms, then real time
+    gate = RateGate(None)
+    decisions = [gate.decide(i / 30, 50.0 + i * 0.0001, 50.0 + i * 0.0001) for i in range(30)]
+    decisions += [gate.decide(1 + i / 30, 50.01 + i / 30, 50.012 + i / 30) for i in range(60)]
+    assert decisions == [Decision.ANALYSE] * 90
+
+
+def test_rate_gate_resyncs_when_timestamps_restart() -> None:
+    gate = RateGate(5.0)
+    for i in range(50):
+        gate.decide(100 + i * 0.2, 10 + i * 0.2, 10 + i * 0.2)
+    # a reconnect: pts restart at 0, without an explicit reset
+    assert gate.decide(0.0, 20.5, 20.5) is Decision.ANALYSE
+    assert gate.decide(0.2, 20.7, 20.7) is Decision.ANALYSE
+
+
+# ------------------------------------------------------------------------------------------ seconds
+def test_seconds_are_emitted_when_a_later_second_starts_and_on_flush() -> None:
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    feed(pipe, stream(2.5, 30), clock)
+    # Then seconds 0 and 1 are closed, each with 5 analysed frames and 5 observations of one face
+    assert [r.sec for r in out] == [0, 1]
+    for result in out:
+        assert result.bucket.frames == 5
+        assert result.bucket.faces == {"f1": {"happiness": [5, pytest.approx(5 * 0.88)]}}
+        assert result.dropped == 0
+    # When flushed, the open second 2 is emitted with what it has so far
+    flushed = pipe.flush()
+    assert flushed is not None and flushed.sec == 2 and flushed.bucket.frames == 3
+    assert pipe.stats.frames == 75 and pipe.stats.analysed == 13 and pipe.stats.dropped == 0
+
+
+def test_second_index_is_relative_to_origin() -> None:
+    clock = Clock()
+    pipe, out = make(5.0, clock, origin=990.0)  # session created 10 s before the first frame
+    feed(pipe, stream(1.2, 30), clock)
+    pipe.close()
+    assert [r.sec for r in out] == [10, 11]
+
+
+def test_seconds_without_faces_are_emitted_with_frames_and_no_faces() -> None:
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    feed(pipe, stream(2, 30, face=False), clock)
+    pipe.close()
+    assert [(r.sec, r.bucket.frames, r.bucket.faces) for r in out] == [(0, 5, {}), (1, 5, {})]
+
+
+def test_close_without_flush_discards_the_open_second_and_stops_emitting() -> None:
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    feed(pipe, stream(1.5, 30), clock)
+    assert pipe.close(flush=False) is None
+    feed(pipe, stream(2, 30, start=1002.0), clock)
+    assert [r.sec for r in out] == [0]
+    assert pipe.closed
+
+
+def test_flush_then_more_frames_in_the_same_second_reemits_the_whole_second() -> None:
+    clock = Clock()
+    pipe, out = make(None, clock)
+    frames = stream(1, 10)
+    feed(pipe, frames[:4], clock)
+    pipe.flush()  # e.g. the stream dropped
+    pipe.new_segment()
+    feed(pipe, [Frame(f.received, f.pts_seconds - 0.4, 64, 48, f.luma) for f in frames[4:]], clock)
+    pipe.close()
+    assert [(r.sec, r.bucket.frames) for r in out] == [(0, 4), (0, 10)]
+    assert out[0].bucket.frames == 4  # what was handed out is not changed afterwards
+
+
+def test_late_frames_are_dropped_and_counted_per_second() -> None:
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    frames = stream(2, 30)
+    feed(pipe, frames[:30], clock)
+    feed(pipe, frames[30:], clock, lag=1.0)  # the analysis falls 1 s behind in the second second
+    pipe.close()
+    assert [(r.sec, r.bucket.frames, r.dropped) for r in out] == [(0, 5, 0), (1, 0, 5)]
+    assert pipe.stats.dropped == 5
+
+
+def test_detail_per_track() -> None:
+    clock = Clock()
+    pipe, out = make(5.0, clock, detail=True)
+    feed(pipe, stream(1, 30), clock)
+    pipe.close()
+    (face,) = out[0].faces_json()
+    assert face["track"] == "f1" and face["box"] == [10, 10, 30, 30] and face["emotion"] == "happiness"
+    assert face["scores"]["happiness"] == pytest.approx(0.88)
+    assert interval_stats([out[0].bucket])["emotions"]["happiness"]["people"] == 1
+
+
+def test_flush_from_another_thread_while_frames_flow() -> None:
+    clock = Clock()
+    pipe, out = make(None, clock)
+    frames = stream(20, 30)
+    stop = threading.Event()
+
+    def control() -> None:
+        while not stop.is_set():
+            pipe.flush()
+
+    thread = threading.Thread(target=control)
+    thread.start()
+    try:
+        feed(pipe, frames, clock)
+    finally:
+        stop.set()
+        thread.join()
+    pipe.close()
+    # every second's last emission holds all its frames
+    last: dict[int, int] = {}
+    for result in out:
+        last[result.sec] = result.bucket.frames
+    assert last == dict.fromkeys(range(20), 30)
+
+
+# ------------------------------------------------------------------------------------- real models
+@pytest.fixture(scope="module")
+def real_analyzer() -> FrameAnalyzer:
+    from analyzer import models
+
+    try:
+        models.load_manifest()
+    except models.ModelsError:
+        from analyzer.modelbuild import build
+
+        build(None)
+    return FrameAnalyzer.from_model_dir()
+
+
+def astronaut_luma(width: int = 640, height: int = 360) -> np.ndarray:
+    from skimage import data
+    from skimage.transform import resize
+
+    rgb = data.astronaut().astype(np.float32)
+    y = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).astype(np.uint8)
+    frame = np.full((height, width), 40, np.uint8)
+    frame[:, 100:460] = resize(y, (360, 360), preserve_range=True).astype(np.uint8)  # the face: ~65 px
+    return frame
+
+
+def test_real_models_find_a_happy_astronaut_with_one_track(real_analyzer: FrameAnalyzer) -> None:
+    real_analyzer.tracker.reset()
+    out: list[SecondResult] = []
+    pipe = Pipeline(real_analyzer, out.append, origin=0.0, analysis_fps=5.0, detail=True, clock=lambda: 0.0)
+    face = astronaut_luma()
+    empty = np.full_like(face, 40)
+    for i in range(60):  # 2 s of face, then 1 s of empty background, at 20 fps
+        luma = face if i < 40 else empty
+        pipe.process(Frame(i / 20, i / 20, 640, 360, luma))
+    pipe.close()
+    assert [r.sec for r in out] == [0, 1, 2]
+    for result in out[:2]:
+        stats = interval_stats([result.bucket])
+        assert stats["detectedFaces"] == 1
+        top = max(stats["emotions"], key=lambda e: stats["emotions"][e]["quantity"])
+        assert top == "happiness"
+        (face_json,) = result.faces_json()
+        x0, y0, x1, y1 = face_json["box"]
+        assert 100 <= x0 < x1 <= 460 and 0 <= y0 < y1 <= 360  # the face is inside the photo
+    assert out[2].bucket.faces == {} and out[2].bucket.frames == 5
+    assert {t for r in out for t in r.bucket.faces} == {"f1"}
