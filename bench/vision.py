@@ -16,10 +16,9 @@ import statistics
 import time
 
 import numpy as np
-from skimage import data, transform
-
 from analyzer.modelbuild import build
 from analyzer.vision import EMOTIONS, crop_faces, load_models
+from skimage import data, transform
 
 
 def _luma_face(side: int) -> np.ndarray:
