@@ -3,7 +3,7 @@
 Build-time only (needs requirements-build.txt); the runtime reads the results via ``analyzer.models``.
 """
 
-from .build import BuildResult, ModelCheckError, build, default_cache_dir
+from .builder import BuildResult, ModelCheckError, build, default_cache_dir
 from .sources import SOURCES, SourceError
 
 __all__ = ["SOURCES", "BuildResult", "ModelCheckError", "SourceError", "build", "default_cache_dir"]

