@@ -19,7 +19,7 @@ from analyzer.modelbuild.builder import BUILDER
 from analyzer.modelbuild.keras_onnx import UnsupportedLayerError, _same_pads, convert_keras_hdf5
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built() -> BuildResult:
     """Build into the default directory (<repo>/build/models) once; later calls are cached no-ops."""
     return build()

@@ -15,7 +15,7 @@ from skimage import data, transform
 FACE = (175.0, 71.0, 277.0, 173.0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built() -> BuildResult:
     return build()
 

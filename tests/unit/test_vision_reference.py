@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from skimage import data, transform
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built() -> BuildResult:
     return build()
 
