@@ -12,6 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# Product (analysis tier) recorded on tokens minted without ``--product`` and on their sessions.
+DEFAULT_PRODUCT = "standard"
+
 
 class ConfigError(RuntimeError):
     pass

@@ -135,9 +135,11 @@ class EmotionStore:
 
     def read(self, session_id: str, start: int | None = None, end: int | None = None) -> Iterator[Bucket]:
         """Buckets with ``start <= sec < end``, in order."""
-        names = {"#s": "sessionId", "#t": "sec"}
+        names = {"#s": "sessionId"}
         values: dict[str, Any] = {":s": {"S": session_id}}
         condition = "#s = :s"
+        if start is not None or end is not None:
+            names["#t"] = "sec"
         if start is not None and end is not None:
             condition += " AND #t BETWEEN :a AND :b"
             values |= {":a": {"N": str(start)}, ":b": {"N": str(end - 1)}}

@@ -13,6 +13,17 @@ from .uri import validate_stream_uri
 
 SESSION_TYPE = "live_analysis"
 MAX_NAME = 256
+# Upper bound for timeline offsets (seconds from the session start): far beyond any session, small enough
+# for DynamoDB number keys.
+MAX_OFFSET_SECONDS = 1_000_000_000
+
+
+def _utf8(field: str, value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field} must be valid Unicode text (no unpaired surrogates)") from None
+    return value
 
 
 class SessionState(StrEnum):
@@ -72,11 +83,12 @@ class CreateSessionRequest(_Strict):
     def _name_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("name must not be blank")
-        return value
+        return _utf8("name", value)
 
     @field_validator("streamUri")
     @classmethod
     def _uri(cls, value: str) -> str:
+        _utf8("streamUri", value)
         validate_stream_uri(value)
         return value
 
@@ -92,8 +104,8 @@ class ListSessionsQuery(_Strict):
 
 class TimelineQuery(_Strict):
     granularity: int = Field(default=60, ge=5, le=3600)
-    start: int | None = Field(default=None, ge=0)
-    end: int | None = Field(default=None, ge=0)
+    start: int | None = Field(default=None, ge=0, le=MAX_OFFSET_SECONDS)
+    end: int | None = Field(default=None, ge=0, le=MAX_OFFSET_SECONDS)
 
     @model_validator(mode="after")
     def _ordered(self) -> TimelineQuery:
@@ -127,7 +139,10 @@ def session_view(item: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "state": item["state"],
         "timestamp": item.get("createdAt") or iso_ms(int(item["createdAtMs"])),
         "duration": duration_seconds(item, now_ms),
-        "config": {"removeMedia": bool(config.get("removeMedia", True)), "analysisFps": config.get("analysisFps", 5)},
+        "config": {
+            "removeMedia": bool(config.get("removeMedia", True)),
+            "analysisFps": float(config.get("analysisFps", 5.0)),
+        },
         "sources": item.get("sources") or [],
         "meta": meta,
         "product": item.get("product"),

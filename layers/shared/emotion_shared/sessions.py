@@ -71,21 +71,30 @@ class SessionRepository:
         *,
         state: str | None = None,
         session_type: str | None = None,
-        from_seconds: int | None = None,
-        to_seconds: int | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
         limit: int = 10,
         offset: int = 0,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Newest first. Returns the page and whether more items follow it (exact)."""
-        names = {"#u": "user", "#i": "id"}
+        """Newest first; ``from_ms <= createdAtMs <= to_ms`` when given. Returns the page and whether more
+        items follow it (exact). The time range narrows the key condition to whole seconds (ids start with
+        the creation second) and is then applied exactly on ``createdAtMs``."""
+        names = {"#u": "user"}
         values: dict[str, Any] = {":u": {"S": user}}
         condition = "#u = :u"
-        if from_seconds is not None or to_seconds is not None:
-            lo = lowest_id_at(from_seconds if from_seconds is not None else 0)
-            hi = highest_id_at(to_seconds if to_seconds is not None else 0xFFFFFFFF)
+        filters = []
+        if from_ms is not None or to_ms is not None:
+            names["#i"] = "id"
+            lo = lowest_id_at(from_ms // 1000 if from_ms is not None else 0)
+            hi = highest_id_at(to_ms // 1000 if to_ms is not None else 0xFFFFFFFF)
             condition += " AND #i BETWEEN :lo AND :hi"
             values |= {":lo": {"S": lo}, ":hi": {"S": hi}}
-        filters = []
+            if from_ms is not None:
+                values[":from"] = {"N": str(from_ms)}
+                filters.append("createdAtMs >= :from")
+            if to_ms is not None:
+                values[":to"] = {"N": str(to_ms)}
+                filters.append("createdAtMs <= :to")
         if state is not None:
             names["#st"] = "state"
             values[":st"] = {"S": state}
