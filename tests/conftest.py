@@ -46,3 +46,11 @@ def tables(moto_server: MotoHandle, dynamodb: Any, monkeypatch: pytest.MonkeyPat
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Any:
+    """The real ONNX models, built once from the pinned wheels (a cached no-op when already built)."""
+    from analyzer.modelbuild import build
+
+    return build().out_dir

@@ -1,0 +1,146 @@
+"""The REST API: a Powertools ``APIGatewayRestResolver`` behind a small gateway step.
+
+Request path (``handler``):
+
+1. **gateway step** — the caller's identity comes from the authorizer context
+   (``requestContext.authorizer.user`` / ``.product``; missing → 401). The per-user token bucket takes one
+   token (denied → 429 with ``Retry-After``). Every answer to an authenticated request then carries the
+   ``RateLimit-*`` headers.
+2. **resolver** — Powertools routing and request validation (pydantic models), the route calls one
+   :class:`~emotion_shared.service.SessionService` operation. Every exception becomes an error body in
+   :mod:`.errors`.
+
+Why rate limiting is not a Powertools middleware: Powertools runs its request validation before any user
+middleware, so a middleware would neither count nor label the 400s of invalid requests. The gateway step
+wraps the resolver instead; it is the same idea (a middleware around the app), placed where it sees every
+request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+
+from ..auth import Principal
+from ..config import DEFAULT_PRODUCT
+from ..errors import RateLimited
+from . import deps
+from .errors import ApiError, MethodNotAllowed, api_error, proxy_response
+from .observability import logger, metrics, tracer
+from .routes import allowed_methods, router
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """Body parser for the resolver: any failure is a JSON syntax error (→ 400), never a crash (deep
+    nesting raises ``RecursionError``)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8 text"
+        raise json.JSONDecodeError(reason, str(text)[:64], 0) from None
+
+
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_json_loads)
+app.include_router(router)
+
+
+@app.exception_handler(Exception)
+def _any_error(exc: Exception) -> Response:
+    return api_error(exc).response()
+
+
+@app.not_found
+def _not_found(exc: NotFoundError) -> Response:
+    path = str(app.context.get("_path") or app.current_event.path)
+    methods = allowed_methods(path)
+    if methods:
+        return api_error(MethodNotAllowed(app.current_event.http_method, path, methods)).response()
+    return api_error(exc).response()
+
+
+def principal_from_event(event: Mapping[str, Any]) -> Principal | None:
+    """The authorizer context API Gateway (or the local gateway) put into ``requestContext.authorizer``."""
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
+    if not isinstance(authorizer, Mapping):
+        return None
+    user = authorizer.get("user")
+    product = authorizer.get("product") or DEFAULT_PRODUCT
+    if not isinstance(user, str) or not user or not isinstance(product, str):
+        return None
+    return Principal(user=user, product=product)
+
+
+def _decode_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Base64 bodies decoded up front, so a malformed one is a 400 rather than a crash inside the resolver."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return event
+    try:
+        text = base64.b64decode(str(event["body"]), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return {**event, "body": text, "isBase64Encoded": False}
+
+
+def _with_headers(response: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+    multi = response.get("multiValueHeaders")
+    if isinstance(multi, dict) and multi:
+        for name, value in headers.items():
+            multi[name] = [value]
+    else:
+        response.setdefault("headers", {})
+        if response["headers"] is None:
+            response["headers"] = {}
+        response["headers"].update(headers)
+    return response
+
+
+def _gateway(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    principal = principal_from_event(event)
+    if principal is None:
+        return proxy_response(
+            ApiError(401, "missing or invalid bearer token: send 'Authorization: Bearer <token>'")
+        )
+    d = deps.get()
+    decision = d.limiter.consume(principal.user)
+    limit_headers = decision.headers()
+    if not decision.allowed:
+        message = (
+            f"rate limit of {decision.limit} requests per {decision.window_seconds} s exceeded; "
+            f"retry in {decision.retry_after} s"
+            if decision.reason != "too many concurrent requests"
+            else "too many concurrent requests; retry in a moment"
+        )
+        return proxy_response(api_error(RateLimited(message, decision.retry_after)), limit_headers)
+    decoded = _decode_body(event)
+    if decoded is None:
+        return proxy_response(ApiError(400, "request body is not valid base64-encoded UTF-8"), limit_headers)
+    app.append_context(principal=principal)
+    return _with_headers(app.resolve(decoded, context), limit_headers)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point of the REST API (proxy integration, REST API payload v1)."""
+    try:
+        response = _gateway(event, context)
+    except Exception as exc:  # last resort: the resolver maps its own errors; this guards the gateway step
+        response = proxy_response(api_error(exc))
+    response.setdefault("headers", {})
+    if response["headers"] is None:
+        response["headers"] = {}
+    return response
+
+
+__all__ = ["app", "handler", "principal_from_event"]

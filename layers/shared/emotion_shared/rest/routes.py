@@ -1,0 +1,113 @@
+"""The seven routes of ``/v1/sessions``: parse (Powertools validation), call one service operation, answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from ..auth import Principal
+from ..errors import InvalidRequest
+from ..models import CreateSessionRequest, ListSessionsQuery, TimelineQuery
+from . import deps
+from .idempotency import HEADER as IDEMPOTENCY_HEADER
+
+router = APIGatewayRouter()
+# Route functions have no return annotation on purpose: Powertools would build a response model from it and
+# re-validate every body. Responses are built from the service's output, which the tests check against
+# docs/openapi.yaml.
+
+# Path patterns and their methods — used to answer 405 (with ``Allow``) instead of 404 for a known path.
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/v1/sessions": ("GET", "POST"),
+    "/v1/sessions/{id}": ("DELETE", "GET"),
+    "/v1/sessions/{id}/stop": ("POST",),
+    "/v1/sessions/{id}/emotions": ("GET",),
+    "/v1/sessions/{id}/emotions/timeline": ("GET",),
+}
+_ROUTE_RES = [
+    (re.compile("^" + re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/*$"), methods)
+    for path, methods in ROUTES.items()
+]
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    for pattern, methods in _ROUTE_RES:
+        if pattern.match(path):
+            return methods
+    return ()
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _principal() -> Principal:
+    principal = router.context.get("principal")
+    if not isinstance(principal, Principal):  # the gateway step always sets it; never trust a missing one
+        raise RuntimeError("request reached a route without an authenticated principal")
+    return principal
+
+
+def _only_query(allowed: Iterable[str]) -> None:
+    """400 for query parameters the route does not know (typos must not be silently ignored)."""
+    event = router.current_event
+    names = set(event.query_string_parameters or {}) | set(event.multi_value_query_string_parameters or {})
+    unknown = sorted(names - set(allowed))
+    if unknown:
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)}; accepted: {accepted}")
+
+
+@router.post("/v1/sessions")
+def create_session(body: Annotated[CreateSessionRequest, Body()]):
+    _only_query(())
+    principal = _principal()
+    key = router.current_event.headers.get(IDEMPOTENCY_HEADER.lower())
+    d = deps.get()
+    if key is None:
+        session = d.service.create(principal, body).session
+    else:
+        session = d.idempotent_create.create(principal, body, key, router.lambda_context)
+    return _json(session, 201)
+
+
+@router.get("/v1/sessions")
+def list_sessions(query: Annotated[ListSessionsQuery, Query()]):
+    _only_query(("state", "type", "from", "to", "limit", "offset"))
+    return _json(deps.get().service.list(_principal(), query))
+
+
+@router.get("/v1/sessions/<session_id>")
+def get_session(session_id: str):
+    _only_query(())
+    return _json(deps.get().service.get(_principal(), session_id))
+
+
+@router.post("/v1/sessions/<session_id>/stop")
+def stop_session(session_id: str):
+    _only_query(())
+    return _json(deps.get().service.stop(_principal(), session_id))
+
+
+@router.delete("/v1/sessions/<session_id>")
+def delete_session(session_id: str):
+    _only_query(())
+    deps.get().service.delete(_principal(), session_id)
+    return Response(status_code=204, content_type=None, body=None)
+
+
+@router.get("/v1/sessions/<session_id>/emotions")
+def get_emotions(session_id: str):
+    _only_query(())
+    return _json(deps.get().service.emotions(_principal(), session_id))
+
+
+@router.get("/v1/sessions/<session_id>/emotions/timeline")
+def get_timeline(session_id: str, query: Annotated[TimelineQuery, Query()]):
+    _only_query(("granularity", "start", "end"))
+    return _json(deps.get().service.timeline(_principal(), session_id, query))
