@@ -19,8 +19,23 @@ ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",  # Tracing: Active
 }
-# Actions AWS only grants on "*" (no resource-level permissions).
-ACTIONS_NEEDING_STAR = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"}
+# Actions AWS only grants on "*" (no resource-level permissions): X-Ray, the registry login, and the
+# CloudWatch Logs delivery actions Step Functions logging needs.
+ACTIONS_NEEDING_STAR = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "ecr:GetAuthorizationToken",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
 
 
 class _OfflinePolicies:
