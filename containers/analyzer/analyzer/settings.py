@@ -1,0 +1,57 @@
+"""Worker-only settings (environment), validated at start.
+
+The shared ones (tables, event bus, ``ALLOW_PRIVATE_STREAM_HOSTS``, ``MAX_SESSION_SECONDS``) come from
+:class:`emotion_shared.config.Settings`; the models directory from ``EMOTION_MODELS_DIR``
+(:func:`analyzer.models.default_model_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from typing import Any
+
+from emotion_shared.config import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    session_id: str = Field(alias="SESSION_ID", min_length=1)
+    task_arn: str | None = Field(default=None, alias="TASK_ARN")
+    metadata_uri: str | None = Field(default=None, alias="ECS_CONTAINER_METADATA_URI_V4")
+    reconnect_window_seconds: float = Field(default=30.0, alias="RECONNECT_WINDOW_SECONDS", ge=0, le=3600)
+    open_timeout: float = Field(default=10.0, alias="OPEN_TIMEOUT", gt=0, le=120)
+    read_timeout: float = Field(default=5.0, alias="READ_TIMEOUT", gt=0, le=120)
+    heartbeat_seconds: float = Field(default=1.0, alias="HEARTBEAT_SECONDS", gt=0, le=10)
+    # how long DynamoDB may keep failing the heartbeat before the worker gives up (worker_error)
+    heartbeat_failure_seconds: float = Field(default=20.0, alias="HEARTBEAT_FAILURE_SECONDS", gt=0)
+    model_threads: int = Field(default=1, alias="ANALYZER_THREADS", ge=1, le=16)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
+        source: dict[str, Any] = dict(os.environ if env is None else env)
+        try:
+            return cls.model_validate(source)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid worker configuration: {problems}") from exc
+
+    def resolve_task_arn(self) -> str | None:
+        """``TASK_ARN``, else the ECS task metadata endpoint (v4) when running on ECS/Fargate."""
+        if self.task_arn:
+            return self.task_arn
+        if not self.metadata_uri or not self.metadata_uri.startswith(("http://", "https://")):
+            return None
+        try:
+            with urllib.request.urlopen(f"{self.metadata_uri}/task", timeout=2) as response:  # noqa: S310
+                arn = json.load(response).get("TaskARN")
+        except (OSError, ValueError) as exc:
+            log.warning("task metadata unavailable: %s", exc)
+            return None
+        return str(arn) if arn else None
