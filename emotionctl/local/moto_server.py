@@ -22,7 +22,7 @@ def local_aws_env(endpoint: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+        "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": LOCAL_REGION,
         "AWS_REGION": LOCAL_REGION,
     }

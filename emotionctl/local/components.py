@@ -1,0 +1,196 @@
+"""The local stack's standard components and their order.
+
+To plug something in, write a class with ``name``, ``async start(stack)``, ``async stop()`` and
+``describe() -> dict`` (see :class:`emotionctl.local.stack.Component`) and insert it in
+:func:`default_components` at the marked place. Blocking work belongs in ``stack.executor`` or a thread of
+the component's own; ``stop()`` must not hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .gateway.rest import RestGateway
+from .lambda_runtime import function_environment
+from .moto_server import MotoHandle, start_moto
+from .tables import create_tables
+
+if TYPE_CHECKING:
+    from .stack import Component, LocalStack
+
+logger = logging.getLogger(__name__)
+
+# Set for every function locally, over the template's values: no X-Ray daemon, no EMF metrics on stdout.
+LOCAL_FUNCTION_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+class Moto:
+    """The embedded AWS: a threaded moto server on its own port. Sets ``AWS_ENDPOINT_URL`` (and fake
+    credentials) in this process, so the in-process handlers reach it through plain boto3."""
+
+    name = "moto"
+
+    def __init__(self) -> None:
+        self.handle: MotoHandle | None = None
+
+    async def start(self, stack: LocalStack) -> None:
+        for noisy in ("werkzeug", "moto"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        loop = asyncio.get_running_loop()
+        self.handle = await loop.run_in_executor(None, start_moto, stack.config.moto_port)
+        await loop.run_in_executor(None, _wait_for_port, "127.0.0.1", self.handle.port, 10.0)
+        stack.aws_endpoint = self.handle.endpoint
+        os.environ.update(stack.aws_env())
+
+    async def stop(self) -> None:
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            await asyncio.get_running_loop().run_in_executor(None, handle.stop)
+
+    def describe(self) -> dict[str, Any]:
+        return {"endpoint": self.handle.endpoint if self.handle else None}
+
+
+def _wait_for_port(host: str, port: int, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Tables:
+    """Every ``AWS::DynamoDB::Table`` of template.yaml, created from its own definition; registers
+    ``!Ref`` (name) and ``!GetAtt .Arn`` / ``.StreamArn`` for each."""
+
+    name = "tables"
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    async def start(self, stack: LocalStack) -> None:
+        import boto3
+
+        def create() -> dict[str, str]:
+            client = boto3.session.Session().client("dynamodb", endpoint_url=stack.aws_endpoint,
+                                                    region_name=stack.region)
+            names = create_tables(client, stack.config.table_prefix)
+            for logical, table in names.items():
+                description = client.describe_table(TableName=table)["Table"]
+                stack.refs[logical] = table
+                stack.attributes[(logical, "Arn")] = description["TableArn"]
+                if description.get("LatestStreamArn"):
+                    stack.attributes[(logical, "StreamArn")] = description["LatestStreamArn"]
+            return names
+
+        self.names = await asyncio.get_running_loop().run_in_executor(None, create)
+
+    async def stop(self) -> None:  # the tables live and die with moto
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"tables": dict(self.names)}
+
+
+class FunctionEnvironment:
+    """Resolves every function's ``Environment`` (Globals + its own) from template.yaml against the local
+    resources and parameters, and puts it in this process's environment, where the handlers run.
+
+    All functions share one process: a variable two functions set differently is an error."""
+
+    name = "function-env"
+
+    def __init__(self, extra: dict[str, str] | None = None) -> None:
+        self.extra = dict(LOCAL_FUNCTION_ENV, **(extra or {}))
+        self.env: dict[str, str] = {}
+
+    async def start(self, stack: LocalStack) -> None:
+        resolve = stack.resolver().resolve
+        merged: dict[str, str] = {}
+        for logical, resource in stack.template.get("Resources", {}).items():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            for key, value in function_environment(stack.template, logical, resolve).items():
+                if key in merged and merged[key] != value:
+                    raise ValueError(
+                        f"{key} differs between functions ({merged[key]!r} vs {value!r} in {logical}); the local "
+                        "stack runs all functions in one process"
+                    )
+                merged[key] = value
+        merged.update(self.extra)
+        self.env = merged
+        stack.function_env = merged
+        os.environ.update(merged)
+        from emotion_shared import aws
+        from emotion_shared.config import get_settings
+
+        get_settings.cache_clear()
+        aws.reset_clients()
+
+    async def stop(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"variables": sorted(self.env)}
+
+
+class HttpServer:
+    """Serves ``stack.app`` on ``config.host:config.port``. Routes must be added before this starts; every
+    request no route took goes to the stack's fallback (the REST gateway)."""
+
+    name = "http"
+
+    def __init__(self, shutdown_timeout: float = 2.0) -> None:
+        self.shutdown_timeout = shutdown_timeout
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, stack: LocalStack) -> None:
+        stack.app.router.add_route("*", "/{tail:.*}", stack.fallback)
+        self.runner = web.AppRunner(stack.app, access_log=None, shutdown_timeout=self.shutdown_timeout,
+                                    handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, stack.config.host, stack.config.port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def default_components() -> list[Component]:
+    """The local stack, in start order (stopped in reverse)."""
+    return [
+        # -- AWS side
+        Moto(),
+        # (orchestration, issue 4: moto patches + Step Functions execution switch go right after Moto)
+        # -- template resources
+        Tables(),
+        # (orchestration: state machine, ECS cluster/task definition, event bus — register stack.refs)
+        # -- the functions' environment (needs every resource above registered)
+        FunctionEnvironment(),
+        # -- HTTP routes (before the server starts)
+        RestGateway(),
+        # (WebSocket, issue 5: /ws/v1 and /@connections routes on stack.app go here)
+        HttpServer(),
+        # -- background workers (after the server is up)
+        # (orchestration: the local Fargate agent; WebSocket: the DynamoDB stream poller)
+    ]

@@ -1,0 +1,91 @@
+"""``emotionctl local up``: run the local stack in the foreground until Ctrl-C / SIGTERM (or its lifetime)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .components import default_components
+from .stack import Component, LocalStack, StackConfig
+from .state import StackNotRunning, read_state, remove_state, write_state
+
+logger = logging.getLogger(__name__)
+
+
+class StackAlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Started:
+    """Handed to the ``on_ready`` callback once everything has started and the state file is written."""
+
+    stack: LocalStack
+    state: dict[str, Any]
+
+
+def ensure_not_running(config: StackConfig) -> None:
+    try:
+        state = read_state(config.state_dir / "stack.json")
+    except StackNotRunning:
+        return
+    raise StackAlreadyRunning(
+        f"a local stack is already running (pid {state['pid']}, {state['endpoint']}); stop it with "
+        f"`emotionctl local down` or start this one with another --state-dir"
+    )
+
+
+async def serve(
+    config: StackConfig,
+    components: Sequence[Component] | None = None,
+    on_ready: Callable[[Started], None] | None = None,
+    *,
+    handle_signals: bool = True,
+) -> int:
+    """Start the stack, write the state file, wait for a stop signal, stop everything, remove the file.
+
+    ``handle_signals=False`` when not on the main thread (tests); then set ``stack.stopping`` to stop."""
+    stack = LocalStack(config, default_components() if components is None else components)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stack.stopping.set)
+    path = stack.state_file
+    try:
+        try:
+            await stack.start()
+        except asyncio.CancelledError:
+            logger.warning("stopped while starting")
+            return 130
+        except Exception:
+            logger.exception("the local stack failed to start")
+            return 1
+        state = stack.state()
+        write_state(path, state)
+        if on_ready is not None:
+            on_ready(Started(stack, state))
+        try:
+            await asyncio.wait_for(stack.stopping.wait(), timeout=config.lifetime_seconds)
+        except TimeoutError:
+            logger.warning("lifetime of %s s reached: stopping", config.lifetime_seconds)
+        logger.info("stopping")
+        return 0
+    finally:
+        await stack.stop()
+        remove_state(path, os.getpid())
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def run(
+    config: StackConfig,
+    components: Sequence[Component] | None = None,
+    on_ready: Callable[[Started], None] | None = None,
+) -> int:
+    ensure_not_running(config)
+    return asyncio.run(serve(config, components, on_ready))
