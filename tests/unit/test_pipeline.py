@@ -236,16 +236,8 @@ def test_flush_from_another_thread_while_frames_flow() -> None:
 
 # ------------------------------------------------------------------------------------- real models
 @pytest.fixture(scope="module")
-def real_analyzer() -> FrameAnalyzer:
-    from analyzer import models
-
-    try:
-        models.load_manifest()
-    except models.ModelsError:
-        from analyzer.modelbuild import build
-
-        build(None)
-    return FrameAnalyzer.from_model_dir()
+def real_analyzer(model_dir: Any) -> FrameAnalyzer:
+    return FrameAnalyzer.from_model_dir(model_dir)
 
 
 def astronaut_luma(width: int = 640, height: int = 360) -> np.ndarray:
