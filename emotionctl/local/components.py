@@ -19,7 +19,9 @@ from aiohttp import web
 from .gateway.rest import RestGateway
 from .lambda_runtime import function_environment
 from .moto_server import MotoHandle, start_moto
+from .streams import StreamPoller
 from .tables import create_tables
+from .websocket import WebSocketApiRefs, WebSocketGateway
 
 if TYPE_CHECKING:
     from .stack import Component, LocalStack
@@ -184,13 +186,15 @@ def default_components() -> list[Component]:
         # (orchestration, issue 4: moto patches + Step Functions execution switch go right after Moto)
         # -- template resources
         Tables(),
+        WebSocketApiRefs(),
         # (orchestration: state machine, ECS cluster/task definition, event bus — register stack.refs)
         # -- the functions' environment (needs every resource above registered)
         FunctionEnvironment(),
         # -- HTTP routes (before the server starts)
         RestGateway(),
-        # (WebSocket, issue 5: /ws/v1 and /@connections routes on stack.app go here)
+        WebSocketGateway(),
         HttpServer(),
         # -- background workers (after the server is up)
-        # (orchestration: the local Fargate agent; WebSocket: the DynamoDB stream poller)
+        StreamPoller(),
+        # (orchestration: the local Fargate agent)
     ]
