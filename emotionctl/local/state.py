@@ -49,13 +49,18 @@ def state_path(state_dir: Path | None = None) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie — exited, not yet reaped — counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
