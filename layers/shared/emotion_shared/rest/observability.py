@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -17,9 +16,6 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # Patches botocore once; disabled outside Lambda or with POWERTOOLS_TRACE_DISABLED=true.
 tracer = Tracer(service=SERVICE)
-
-# Requests that create/stop nothing have no metrics; that is normal, not worth a warning per cold start.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 # The shared package logs through the standard library; give it the same JSON output and correlation id.
 logging.getLogger("emotion_shared")

@@ -56,11 +56,15 @@ def _principal() -> Principal:
 def _only_query(allowed: Iterable[str]) -> None:
     """400 for query parameters the route does not know (typos must not be silently ignored)."""
     event = router.current_event
-    names = set(event.query_string_parameters or {}) | set(event.multi_value_query_string_parameters or {})
+    multi = event.multi_value_query_string_parameters or {}
+    names = set(event.query_string_parameters or {}) | set(multi)
     unknown = sorted(names - set(allowed))
     if unknown:
         accepted = ", ".join(sorted(allowed)) or "none"
         raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)}; accepted: {accepted}")
+    repeated = sorted(name for name, values in multi.items() if isinstance(values, list) and len(values) > 1)
+    if repeated:
+        raise InvalidRequest(f"query parameter(s) {', '.join(repeated)} given more than once; give each once")
 
 
 @router.post("/v1/sessions")

@@ -1,0 +1,245 @@
+"""Helpers for the REST API tests: call the real Lambda handler with real API Gateway events (from events/)
+against the moto server, and check answers against docs/openapi.yaml."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from openapi_schema_validator import OAS31Validator
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "events"
+OPENAPI = REPO / "docs" / "openapi.yaml"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / "api" / f"{name}.json").read_text())
+
+
+@dataclass
+class Resp:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+def response_headers(raw: dict[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, values in (raw.get("multiValueHeaders") or {}).items():
+        headers[key] = ",".join(str(v) for v in values)
+    for key, value in (raw.get("headers") or {}).items():
+        headers[key] = str(value)
+    return headers
+
+
+_ROUTE_TEMPLATES = [
+    (re.compile(r"^/v1/sessions/[^/]+/emotions/timeline$"), "/v1/sessions/{id}/emotions/timeline"),
+    (re.compile(r"^/v1/sessions/[^/]+/emotions$"), "/v1/sessions/{id}/emotions"),
+    (re.compile(r"^/v1/sessions/[^/]+/stop$"), "/v1/sessions/{id}/stop"),
+    (re.compile(r"^/v1/sessions/[^/]+$"), "/v1/sessions/{id}"),
+    (re.compile(r"^/v1/sessions$"), "/v1/sessions"),
+]
+
+
+def resource_of(path: str) -> str:
+    path = path.rstrip("/") or "/"
+    for pattern, resource in _ROUTE_TEMPLATES:
+        if pattern.match(path):
+            return resource
+    return "/{proxy+}"
+
+
+def make_event(
+    method: str,
+    path: str,
+    *,
+    user: str | None = "alice",
+    product: str = "standard",
+    body: Any = None,
+    raw_body: str | None = None,
+    query: dict[str, str] | None = None,
+    multi_query: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A REST proxy event built from the real one in events/api/get_session.json."""
+    event = copy.deepcopy(load_event("get_session"))
+    resource = resource_of(path)
+    event["resource"] = resource
+    event["path"] = path
+    event["httpMethod"] = method
+    event["requestContext"]["httpMethod"] = method
+    event["requestContext"]["resourcePath"] = resource
+    event["requestContext"]["path"] = "/prod" + path
+    event["requestContext"]["requestId"] = str(uuid.uuid4())
+    match = re.match(r"^/v1/sessions/([^/]+)", path)
+    event["pathParameters"] = {"id": match.group(1)} if match else None
+    hdrs = dict(event["headers"])
+    if body is not None or raw_body is not None:
+        hdrs["Content-Type"] = "application/json"
+    hdrs.update(headers or {})
+    event["headers"] = hdrs
+    event["multiValueHeaders"] = {k: [v] for k, v in hdrs.items()}
+    if multi_query is not None:
+        event["multiValueQueryStringParameters"] = multi_query
+        event["queryStringParameters"] = {k: v[-1] for k, v in multi_query.items()}
+    else:
+        event["queryStringParameters"] = query or None
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    if user is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        event["requestContext"]["authorizer"] = {
+            "user": user,
+            "product": product,
+            "principalId": user,
+            "integrationLatency": 3,
+        }
+    return event
+
+
+def invoke(event: dict[str, Any]) -> Resp:
+    from emotion_shared.rest import handler
+    from emotion_shared.rest.local import LocalLambdaContext
+
+    raw = handler(event, LocalLambdaContext())
+    text = raw.get("body")
+    body = json.loads(text) if text else None
+    return Resp(status=int(raw["statusCode"]), headers=response_headers(raw), body=body, raw=raw)
+
+
+class Api:
+    """Calls the handler as API Gateway would, and checks every answer against the OpenAPI document."""
+
+    def __init__(self, check_openapi: bool = True) -> None:
+        self.check_openapi = check_openapi
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Resp:
+        resp = invoke(make_event(method, path, **kwargs))
+        assert resp.status < 500 or resp.status == 503, f"{method} {path} → {resp.status} {resp.body}"
+        if self.check_openapi:
+            check_against_openapi(method, path, resp)
+            self.seen.add((resource_of(path), method.lower(), resp.status))
+        return resp
+
+    def create(self, name: str = "demo", uri: str = "rtmp://127.0.0.1/live/key", **kwargs: Any) -> Resp:
+        return self.call("POST", "/v1/sessions", body={"name": name, "streamUri": uri}, **kwargs)
+
+
+# ---------------------------------------------------------------------- OpenAPI checks
+@cache
+def openapi_doc() -> dict[str, Any]:
+    return yaml.safe_load(OPENAPI.read_text())
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    doc = openapi_doc()
+    while "$ref" in node:
+        parts = node["$ref"].lstrip("#/").split("/")
+        target: Any = doc
+        for part in parts:
+            target = target[part]
+        node = target
+    return node
+
+
+def check_against_openapi(method: str, path: str, resp: Resp) -> None:
+    """The answer's status is documented for the route, its body matches the schema, its headers exist."""
+    doc = openapi_doc()
+    resource = resource_of(path)
+    if resource not in doc["paths"] or method.lower() not in doc["paths"][resource]:
+        # Unknown route or method: the generic error shape still applies.
+        schema = doc["components"]["schemas"]["Error"]
+        validate_schema(schema, resp.body)
+        return
+    operation = doc["paths"][resource][method.lower()]
+    responses = operation["responses"]
+    spec = responses.get(str(resp.status))
+    assert spec is not None, f"{method} {resource} answered {resp.status}, not documented in openapi.yaml"
+    spec = _resolve(spec)
+    content = spec.get("content")
+    if content:
+        schema = content["application/json"]["schema"]
+        validate_schema(schema, resp.body)
+    else:
+        assert resp.body is None, f"{method} {resource} {resp.status} should have no body"
+    for name, header in (spec.get("headers") or {}).items():
+        header = _resolve(header)
+        if header.get("required"):
+            assert resp.header(name) is not None, f"{method} {resource} {resp.status} lacks header {name}"
+
+
+def validate_schema(schema: dict[str, Any], instance: Any) -> None:
+    # The document's components ride along in the root, so "#/components/..." references resolve.
+    wrapper = {"allOf": [schema], "components": openapi_doc()["components"]}
+    OAS31Validator(wrapper).validate(instance)
+
+
+# ---------------------------------------------------------------------- fixtures
+PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+
+
+@pytest.fixture
+def api_env(tables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Tables of this test + API settings; the handler's cached collaborators are rebuilt for it."""
+    from emotion_shared.rest import deps
+
+    env = {
+        "ALLOW_PRIVATE_STREAM_HOSTS": "true",
+        "RATE_LIMIT_CAPACITY": "1000",
+        "RATE_LIMIT_WINDOW_SECONDS": "60",
+        "MAX_ACTIVE_SESSIONS": "10",
+        "MAX_ACTIVE_SESSIONS_PER_USER": "5",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "EmotionStream",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("STATE_MACHINE_ARN", raising=False)
+    deps.reset()
+    yield {**tables, **env}
+    deps.reset()
+
+
+@pytest.fixture
+def api(api_env: dict[str, str]) -> Api:
+    return Api()
+
+
+@pytest.fixture
+def state_machine(moto_server: Any, api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A throwaway state machine in moto; the API starts one execution per session on it."""
+    from emotion_shared.rest import deps
+
+    sfn = boto3.session.Session().client("stepfunctions", endpoint_url=moto_server.endpoint)
+    arn = sfn.create_state_machine(
+        name=f"sm-{uuid.uuid4().hex[:8]}",
+        definition=PASS_MACHINE,
+        roleArn="arn:aws:iam::123456789012:role/session-machine",
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    deps.reset()
+    return str(arn)
+
+
+def executions(moto_server: Any, arn: str) -> list[dict[str, Any]]:
+    sfn = boto3.session.Session().client("stepfunctions", endpoint_url=moto_server.endpoint)
+    return list(sfn.list_executions(stateMachineArn=arn)["executions"])
