@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .fargate import FargateAgentComponent
 from .gateway.rest import RestGateway
 from .lambda_runtime import function_environment
 from .moto_server import MotoHandle, start_moto
+from .orchestration import MotoOrchestration, OrchestrationResources, SweeperTimer
 from .streams import StreamPoller
 from .tables import create_tables
 from .websocket import WebSocketApiRefs, WebSocketGateway
@@ -183,11 +185,11 @@ def default_components() -> list[Component]:
     return [
         # -- AWS side
         Moto(),
-        # (orchestration, issue 4: moto patches + Step Functions execution switch go right after Moto)
+        MotoOrchestration(),  # moto patches + real Step Functions execution, before any state machine
         # -- template resources
         Tables(),
         WebSocketApiRefs(),
-        # (orchestration: state machine, ECS cluster/task definition, event bus — register stack.refs)
+        OrchestrationResources(),  # state machine, ECS cluster/task definition, event bus
         # -- the functions' environment (needs every resource above registered)
         FunctionEnvironment(),
         # -- HTTP routes (before the server starts)
@@ -196,5 +198,6 @@ def default_components() -> list[Component]:
         HttpServer(),
         # -- background workers (after the server is up)
         StreamPoller(),
-        # (orchestration: the local Fargate agent)
+        FargateAgentComponent(),  # runs each ECS task as `python -m analyzer.worker`
+        SweeperTimer(),
     ]

@@ -14,9 +14,11 @@ the processes it started, by PID.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -25,9 +27,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import moto_patches
+
+if TYPE_CHECKING:
+    from .stack import LocalStack
 
 logger = logging.getLogger(__name__)
 
@@ -250,3 +255,61 @@ def _exit_code(returncode: int | None) -> int:
     if returncode is None:
         return 137
     return 128 - returncode if returncode < 0 else returncode
+
+
+# ---------------------------------------------------------------- local stack component
+COMMAND_ENV = "EMOTIONCTL_TASK_COMMAND"  # e.g. "python tests/fake_worker.py": replaces the entry point
+
+
+class FargateAgentComponent:
+    """Component (a background worker, after the orchestration resources): the local Fargate agent for the
+    template's analyzer cluster. Task output goes to ``<state dir>/tasks/<task id>.log``. The entry point is
+    ``python -m analyzer.worker`` unless ``command`` (or ``$EMOTIONCTL_TASK_COMMAND``) replaces it."""
+
+    name = "fargate"
+
+    def __init__(self, command: Sequence[str] | None = None, poll_seconds: float = 0.1,
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        if command is None and os.environ.get(COMMAND_ENV):
+            command = shlex.split(os.environ[COMMAND_ENV])
+        self.command = tuple(command) if command else DEFAULT_COMMAND
+        self.poll_seconds = poll_seconds
+        self.extra_env = dict(extra_env or {})
+        self.agent: FargateAgent | None = None
+        self.log_dir: Path | None = None
+
+    async def start(self, stack: LocalStack) -> None:
+        import boto3
+
+        cluster = stack.refs.get("AnalyzerCluster")
+        if not cluster:
+            raise RuntimeError("the orchestration component must register AnalyzerCluster before the agent starts")
+        self.log_dir = stack.config.state_dir / "tasks"
+        ecs = boto3.session.Session().client("ecs", endpoint_url=stack.aws_endpoint, region_name=stack.region)
+        self.agent = FargateAgent(
+            AgentConfig(
+                cluster=str(cluster),
+                aws_env=stack.aws_env(),
+                command=self.command,
+                extra_env=self.extra_env,
+                poll_seconds=self.poll_seconds,
+                log_dir=self.log_dir,
+                cwd=stack.config.template_path.parent,
+            ),
+            ecs,
+        )
+        self.agent.start()
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            agent, self.agent = self.agent, None
+            await asyncio.get_running_loop().run_in_executor(None, agent.stop)
+
+    def describe(self) -> dict[str, Any]:
+        agent = self.agent
+        return {
+            "command": list(self.command),
+            "logDir": str(self.log_dir) if self.log_dir else None,
+            "running": agent.running if agent else {},
+            "exited": len(agent.finished) if agent else 0,
+        }

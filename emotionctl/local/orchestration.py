@@ -13,19 +13,25 @@ Local physical names are ``<prefix>-<LogicalId>``, as for the tables.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
 import urllib.request
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import moto_patches
 from .resolve import Resolver
 from .template import TEMPLATE_PATH, load_template
+
+if TYPE_CHECKING:
+    from .stack import LocalStack
 
 logger = logging.getLogger(__name__)
 
@@ -341,3 +347,132 @@ def capture_events(events: Any, sqs: Any, bus_name: str, queue_name: str) -> str
     events.put_rule(Name=rule, EventBusName=bus_name, EventPattern=json.dumps({"source": [EVENT_SOURCE]}))
     events.put_targets(Rule=rule, EventBusName=bus_name, Targets=[{"Id": "queue", "Arn": queue_arn}])
     return str(queue_url)
+
+
+# ---------------------------------------------------------------- local stack components
+SWEEPER_EVENT = Path(__file__).resolve().parents[2] / "events" / "sweeper_schedule.json"
+DEFAULT_SWEEP_SECONDS = 10.0
+
+
+class MotoOrchestration:
+    """Component, right after the moto component: patches moto and switches on real Step Functions
+    execution (before any state machine exists) with ECS tasks that wait for the local Fargate agent."""
+
+    name = "moto-orchestration"
+
+    async def start(self, stack: LocalStack) -> None:
+        for noisy in ("moto.stepfunctions",):  # logs every caught task failure with its whole parse tree
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+        endpoint = stack.aws_endpoint
+        if endpoint is None:
+            raise OrchestrationError("the moto component must start before moto-orchestration")
+        await asyncio.get_running_loop().run_in_executor(None, prepare_moto, endpoint)
+
+    async def stop(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"motoPatches": moto_patches.MOTO_VERSION, "syncPollSeconds": moto_patches.SYNC_POLL_SECONDS}
+
+
+class OrchestrationResources:
+    """Component, after the tables and before the function environment: the cluster, task definition,
+    event bus and state machine of template.yaml, registered for ``!Ref``/``!GetAtt``."""
+
+    name = "orchestration"
+
+    def __init__(self) -> None:
+        self.orchestration: Orchestration | None = None
+
+    async def start(self, stack: LocalStack) -> None:
+        import boto3
+
+        session = boto3.session.Session()
+
+        def client(service: str) -> Any:
+            return session.client(service, endpoint_url=stack.aws_endpoint, region_name=stack.region)
+
+        def create() -> Orchestration:
+            return create_orchestration(
+                client,
+                stack.resolver(),
+                stack.refs,
+                stack.attributes,
+                stack.parameters,
+                prefix=stack.config.table_prefix,
+                template_path=stack.config.template_path,
+            )
+
+        self.orchestration = await asyncio.get_running_loop().run_in_executor(None, create)
+
+    async def stop(self) -> None:  # the resources live and die with moto
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        o = self.orchestration
+        if o is None:
+            return {}
+        return {"stateMachine": o.state_machine_arn, "cluster": o.cluster_name, "eventBus": o.event_bus_name,
+                "taskDefinition": o.task_definition_arn}
+
+
+class SweeperTimer:
+    """Component (a background worker): invokes the template's ``SweeperFunction`` every ``interval`` seconds
+    (in AWS: every minute), with a scheduled event, in the stack's handler pool."""
+
+    name = "sweeper"
+
+    def __init__(self, interval: float | None = None, function: str = "SweeperFunction") -> None:
+        self.interval = interval if interval is not None else float(
+            os.environ.get("EMOTIONCTL_SWEEP_SECONDS", DEFAULT_SWEEP_SECONDS)
+        )
+        self.function = function
+        self.runs = 0
+        self.swept = 0
+        self.errors = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, stack: LocalStack) -> None:
+        from .lambda_runtime import functions_from_template
+
+        functions = functions_from_template(
+            stack.template,
+            stack.resolver().resolve,
+            base_dir=stack.config.template_path.parent,
+            name_prefix=stack.config.table_prefix,
+            region=stack.region,
+            account_id=stack.account_id,
+        )
+        if self.function not in functions:
+            raise OrchestrationError(f"template.yaml has no local function {self.function}")
+        function = functions[self.function]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(stack.executor, function.load)
+        event = json.loads(SWEEPER_EVENT.read_text(encoding="utf-8"))
+        self._task = asyncio.create_task(self._run(stack, function, event), name="sweeper")
+
+    async def _run(self, stack: LocalStack, function: Any, event: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        while not stack.stopping.is_set():
+            try:
+                await asyncio.wait_for(stack.stopping.wait(), timeout=self.interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                report = await loop.run_in_executor(stack.executor, function.invoke, event)
+                self.runs += 1
+                self.swept += len(report.get("swept", []))
+            except Exception:  # a failing sweep is logged and retried at the next tick, like a schedule
+                self.errors += 1
+                logger.exception("sweeper run failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def describe(self) -> dict[str, Any]:
+        return {"intervalSeconds": self.interval, "runs": self.runs, "swept": self.swept, "errors": self.errors}
