@@ -229,7 +229,8 @@ class _Builder:
                 name = str(self.resolver.resolve(props.get("LogGroupName", self.name(logical))))
             except LookupError:  # names a function or API the local stack does not create as a resource
                 continue
-            logs.create_log_group(logGroupName=name)
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_group(logGroupName=name)  # names come from the template: shared between stacks
             self.refs[logical] = name
             self.attributes[(logical, "Arn")] = f"arn:aws:logs:{self.region}:{self.account}:log-group:{name}:*"
 
