@@ -3,6 +3,9 @@ run as processes by the local Fargate agent (a fake worker entry point), events 
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 from botocore.exceptions import ClientError
 from emotion_shared.clock import now_ms
@@ -147,3 +150,39 @@ def test_duplicate_start_with_the_same_name_runs_once(moto_server):
         assert raised.value.response["Error"]["Code"] == "ExecutionAlreadyExists"
         assert len(h.agent.finished) == 1
         assert h.capacity() == (0, 0)
+
+
+def test_worker_killed_with_sigkill_fails_the_session_through_the_catch(moto_server):
+    with orchestration_harness(moto_server, "hang") as h:
+        session_id = h.create_session()
+        execution = h.start(session_id)
+        pid = next(iter(wait_for(lambda: h.agent.running, 30, "the task to start").values()))
+        wait_for(lambda: (h.repo.get(session_id)["meta"] or {}).get("workerState") == "working", 30, "working")
+
+        os.kill(pid, signal.SIGKILL)
+
+        assert h.wait_execution(execution)["status"] == "FAILED"
+        assert list(h.agent.finished.values()) == [137]  # 128 + SIGKILL, as a container runtime reports it
+        item = h.repo.get(session_id)
+        assert (item["state"], item["meta"]["stopReason"]) == ("failed", "worker_error")
+        assert h.capacity() == (0, 0)
+        assert [e["detail-type"] for e in h.events(1)] == ["SessionFailed"]
+
+
+def test_a_release_that_keeps_being_cancelled_is_retried_a_bounded_number_of_times(moto_server):
+    with orchestration_harness(moto_server, "finish") as h:
+        # Given a session whose global counter drifted to 0 (the release condition "active > 0" cannot hold)
+        session_id = h.create_session()
+        h.client("dynamodb").update_item(
+            TableName=h.tables["ControlTable"], Key={"pk": {"S": "capacity#global"}},
+            UpdateExpression="SET active = :zero", ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
+        execution = h.start(session_id)
+
+        # Then the execution re-reads and retries, gives up visibly, and never decrements anything twice
+        result = h.wait_execution(execution)
+        assert (result["status"], result["error"]) == ("FAILED", "Session.CleanupFailed")
+        assert h.states_entered(execution).count("ReleaseCapacity") == 5
+        assert h.repo.get(session_id)["capacityHeld"] is True
+        assert h.capacity() == (0, 1)
+        assert h.events(0, timeout=1) == []
