@@ -288,7 +288,7 @@ def apply() -> None:
     logger.info("moto %s patched for the local stack", MOTO_VERSION)
 
 
-def _fake_task(m: SimpleNamespace, cls: type, service: str, action: str) -> Any:
+def _fake_task(m: SimpleNamespace, cls: Any, service: str, action: str) -> Any:
     task = cls.__new__(cls)  # no ASL program needed: only the (de)normalisation helpers are exercised
     task.resource = SimpleNamespace(api_name=service, api_action=action, service_name=service)
     return task

@@ -112,7 +112,7 @@ class _LocalResolver(Resolver):
         super().__init__(base.parameters, base.pseudo, base.refs, base.attributes)
         self._lists = list_parameters
 
-    def ref(self, name: str) -> Any:  # type: ignore[override]
+    def ref(self, name: str) -> Any:
         if name in self._lists:
             return [part for part in str(self.parameters[name]).split(",") if part]
         return super().ref(name)
