@@ -137,7 +137,7 @@ class FargateAgent:
         if new:
             for task in self._ecs.describe_tasks(cluster=self.config.cluster, tasks=new).get("tasks", []):
                 if task.get("lastStatus") == "RUNNING" and not self._stop.is_set():
-                    self._launch(task)
+                    self._launch_or_fail(task)
         with self._lock:
             running = list(self._running.values())
         for run in running:
@@ -178,12 +178,24 @@ class FargateAgent:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def _launch_or_fail(self, task: dict[str, Any]) -> None:
+        """Start the task's process; if that is impossible, fail the task (as ECS would) so the workflow's
+        ``Catch`` runs instead of waiting for the state's timeout."""
+        arn = task["taskArn"]
+        try:
+            self._launch(task)
+        except Exception as exc:  # any reason at all: the task must not stay RUNNING without a process
+            logger.exception("task %s: cannot start %s", arn, list(self.config.command))
+            with self._lock:
+                self._finished[arn] = CANNOT_START_EXIT_CODE
+            self._report(arn, CANNOT_START_EXIT_CODE, f"CannotStartContainerError: {exc}"[:255])
+
     def _launch(self, task: dict[str, Any]) -> None:
         arn = task["taskArn"]
         container = self._container_definition(task)
         env = self.task_environment(task, container)
-        log = self._open_log(arn)
         stop_timeout = float(container.get("stopTimeout") or DEFAULT_STOP_TIMEOUT)
+        log = self._open_log(arn)
         try:
             process = subprocess.Popen(
                 list(self.config.command),
@@ -194,14 +206,10 @@ class FargateAgent:
                 stderr=subprocess.STDOUT if log is not None else None,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the agent, not the tasks directly
             )
-        except OSError as exc:
-            logger.error("task %s: cannot start %s: %s", arn, self.config.command, exc)
+        except BaseException:
             if log is not None:
                 log.close()
-            with self._lock:
-                self._finished[arn] = CANNOT_START_EXIT_CODE
-            self._report(arn, CANNOT_START_EXIT_CODE, f"CannotStartContainerError: {exc}")
-            return
+            raise
         run = _Running(arn, process, stop_timeout, log, time.monotonic())
         with self._lock:
             self._running[arn] = run

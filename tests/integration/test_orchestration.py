@@ -186,3 +186,12 @@ def test_a_release_that_keeps_being_cancelled_is_retried_a_bounded_number_of_tim
         assert h.repo.get(session_id)["capacityHeld"] is True
         assert h.capacity() == (0, 1)
         assert h.events(0, timeout=1) == []
+
+
+def test_a_task_whose_entry_point_cannot_start_fails_through_the_catch(moto_server, tmp_path):
+    with orchestration_harness(moto_server, "finish", command=(str(tmp_path / "no-such-entry-point"),)) as h:
+        session_id = h.create_session()
+        assert h.wait_execution(h.start(session_id))["status"] == "FAILED"
+        assert list(h.agent.finished.values()) == [127]
+        assert h.repo.get(session_id)["meta"]["stopReason"] == "worker_error"
+        assert h.capacity() == (0, 0)

@@ -134,7 +134,9 @@ def template_resolver(refs: dict[str, Any], attributes: dict[tuple[str, str], An
 
 
 @contextmanager
-def orchestration_harness(moto: MotoHandle, mode: str, **parameters: str) -> Iterator[Harness]:
+def orchestration_harness(
+    moto: MotoHandle, mode: str, command: tuple[str, ...] | None = None, **parameters: str
+) -> Iterator[Harness]:
     """Fresh tables, orchestration resources and event capture (unique prefix) + an agent running the fake
     worker in ``mode``; the agent's processes are terminated on exit."""
     prepare_moto(moto.endpoint)
@@ -159,7 +161,7 @@ def orchestration_harness(moto: MotoHandle, mode: str, **parameters: str) -> Ite
         AgentConfig(
             cluster=orchestration.cluster_name,
             aws_env=local_aws_env(moto.endpoint),
-            command=(sys.executable, str(FAKE_WORKER)),
+            command=command or (sys.executable, str(FAKE_WORKER)),
             extra_env={"FAKE_WORKER_MODE": mode},
             poll_seconds=0.05,
         ),
