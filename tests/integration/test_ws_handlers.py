@@ -113,3 +113,19 @@ def test_the_sweeper_closes_idle_connections(env: RecordingManagement, dynamodb:
     store.open("fresh-one", "127.0.0.1", 2**52)  # far in the future: never idle
     assert sweeper.invoke(event("ws/sweep_schedule.json")) == {"closed": 1}
     assert env.deleted == ["idle-one"]
+
+
+def test_a_failing_dependency_is_answered_not_dropped(env: RecordingManagement, monkeypatch: pytest.MonkeyPatch,
+                                                      tables: dict[str, str]) -> None:
+    from botocore.exceptions import ClientError
+
+    ws = function("WebSocketFunction", "ws", "app.lambda_handler")
+    assert ws.invoke(event("ws/connect.json")) == {"statusCode": 200}
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "UpdateItem")
+
+    monkeypatch.setattr(ConnectionStore, "touch", unavailable)
+    assert ws.invoke(event("ws/message_auth.json", TOKEN="x")) == {"statusCode": 200}
+    (reply,) = env.posts[CONNECTION]
+    assert reply["status"] == 500 and reply["id"] == 1 and reply["body"]["message"]

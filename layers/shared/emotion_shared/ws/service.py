@@ -133,6 +133,14 @@ class WebSocketService:
             logger.info("closing %s: %s", connection_id, violation.message)
             self._reject(connection_id, violation.request_id, violation.path, 400, violation.message)
             return
+        try:
+            self._handle(connection_id, request)
+        except Exception:  # a dependency failed: say so rather than drop the message silently
+            logger.exception("%s on %s failed", request.path, connection_id)
+            self._send(connection_id, protocol.error_reply(request.id, request.path, 500,
+                                                           "internal error; retry the request"))
+
+    def _handle(self, connection_id: str, request: Request) -> None:
         connection = self.store.touch(connection_id, self.clock())
         if connection is None:  # swept or never opened
             self._close(connection_id)
