@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import aiohttp
+import boto3
 import pytest
 from emotion_shared import emotions
 from emotion_shared.emotions import Bucket
@@ -407,5 +408,35 @@ def test_idle_connections_are_closed_and_pings_keep_them_open(short_idle_stack: 
             assert (await silent.closed()).messages == []
             assert (await quiet_after_auth.closed()).messages == []
             assert (await pinger.request("ping"))["status"] == 200
+
+    run(main())
+
+
+# ------------------------------------------------------------------ the local management API
+def test_the_management_api_with_the_real_boto_client(local_stack: StackProcess) -> None:
+    session_id = put_session(local_stack, "alice")
+    endpoint = local_stack.state["components"]["websocket"]["managementEndpoint"]
+    management = boto3.session.Session().client(
+        "apigatewaymanagementapi", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local",
+    )
+
+    async def main() -> None:
+        async with authenticated(local_stack, "alice") as client:
+            assert (await client.subscribe(STATE, session_id))["status"] == 200
+            await client.event()
+            (connection_id,) = subscriptions_of(local_stack, session_id)
+            loop = asyncio.get_running_loop()
+            info = await loop.run_in_executor(None, lambda: management.get_connection(ConnectionId=connection_id))
+            assert info["Identity"]["SourceIp"] == "127.0.0.1"
+            assert info["ConnectedAt"] <= info["LastActiveAt"]
+            await loop.run_in_executor(None, lambda: management.post_to_connection(
+                ConnectionId=connection_id, Data=b'["raw", 1, "sws", ["hello"]]'))
+            assert await client.event() == ["raw", 1, "sws", ["hello"]]
+            await loop.run_in_executor(None, lambda: management.delete_connection(ConnectionId=connection_id))
+            assert (await client.closed()).code == 1000
+            with pytest.raises(management.exceptions.GoneException):
+                await loop.run_in_executor(None, lambda: management.post_to_connection(
+                    ConnectionId=connection_id, Data=b"late"))
 
     run(main())

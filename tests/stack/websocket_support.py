@@ -100,7 +100,9 @@ class Client:
         message = await self.ws.receive(timeout=timeout)
         if message.type == aiohttp.WSMsgType.TEXT:
             return json.loads(message.data)
-        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+        if message.type == aiohttp.WSMsgType.CLOSE:
+            return Closed(int(message.data))  # the code in the server's close frame
+        if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
             return Closed(self.ws.close_code)
         raise AssertionError(f"unexpected WebSocket message {message!r}")
 
