@@ -42,6 +42,7 @@ from .template import TEMPLATE_PATH, load_template
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+STOP_TIMEOUT = 10.0  # seconds each component gets to stop
 
 # Template parameters the local stack overrides (tests use 127.0.0.1 streams; logs stay quiet).
 LOCAL_PARAMETERS: dict[str, str] = {"AllowPrivateStreamHosts": "true", "LogLevel": "WARNING"}
@@ -171,13 +172,19 @@ class LocalStack:
         self.started_at = time.time()
 
     async def stop(self) -> None:
+        """Stop the started components in reverse order; each gets ``STOP_TIMEOUT`` seconds."""
         self.stopping.set()
         while self._started:
             component = self._started.pop()
+            began = time.perf_counter()
             try:
-                await component.stop()
+                await asyncio.wait_for(component.stop(), timeout=STOP_TIMEOUT)
+            except TimeoutError:
+                logger.error("%s did not stop within %.0f s; going on", component.name, STOP_TIMEOUT)
             except Exception:  # one component failing to stop must not keep the others running
                 logger.exception("stopping %s failed", component.name)
+            else:
+                logger.debug("stopped %s in %.0f ms", component.name, (time.perf_counter() - began) * 1000)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def state(self) -> dict[str, Any]:

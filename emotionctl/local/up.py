@@ -6,6 +6,9 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,4 +91,25 @@ def run(
     on_ready: Callable[[Started], None] | None = None,
 ) -> int:
     ensure_not_running(config)
-    return asyncio.run(serve(config, components, on_ready))
+    code = asyncio.run(serve(config, components, on_ready))
+    _exit_despite_stray_threads(code)
+    return code
+
+
+def _exit_despite_stray_threads(code: int, grace_seconds: float = 5.0) -> None:
+    """Every component has stopped; a thread one of them left behind must not keep the process alive
+    (Ctrl-C must end it). Name the culprits and leave without waiting for them."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        stray = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+                 and t.is_alive()]
+        if not stray:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    logger.warning("threads still running after stop, exiting without them: %s", ", ".join(t.name for t in stray))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
