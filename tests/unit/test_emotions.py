@@ -131,3 +131,12 @@ def test_timeline_last_interval_clipped() -> None:
 def test_timeline_rejects_non_positive_granularity() -> None:
     with pytest.raises(ValueError):
         timeline(SESSION, granularity=0)
+
+
+def test_raw_read_path_matches_the_deserialized_one() -> None:
+    from emotion_shared.dynamo import deserialize, serialize
+
+    original = bucket(5, {"a": {"fear": [2, 1.25], "anger": [1, 0.5]}, "b": {"neutral": [3, 2.7]}}, frames=7)
+    raw = serialize(original.to_item("s1", ttl=99))
+    assert Bucket.from_raw(raw) == Bucket.from_item(deserialize(raw)) == original
+    assert Bucket.from_raw({"sec": {"N": "3"}}) == Bucket(sec=3)

@@ -56,6 +56,15 @@ class Bucket:
         return {"sessionId": session_id, "sec": self.sec, "faces": faces, "frames": self.frames, "ttl": ttl}
 
     @classmethod
+    def from_raw(cls, item: Mapping[str, Any]) -> Bucket:
+        """From a low-level DynamoDB attribute-value map (the read path: ~5x faster than deserializing)."""
+        faces = {
+            track: {emo: [int(v["L"][0]["N"]), float(v["L"][1]["N"])] for emo, v in per["M"].items()}
+            for track, per in (item.get("faces") or {}).get("M", {}).items()
+        }
+        return cls(sec=int(item["sec"]["N"]), faces=faces, frames=int((item.get("frames") or {"N": "0"})["N"]))
+
+    @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Bucket:
         faces = {
             str(track): {str(emo): [int(v[0]), float(v[1])] for emo, v in per.items()}
@@ -135,11 +144,9 @@ class EmotionStore:
 
     def read(self, session_id: str, start: int | None = None, end: int | None = None) -> Iterator[Bucket]:
         """Buckets with ``start <= sec < end``, in order."""
-        names = {"#s": "sessionId"}
+        names = {"#s": "sessionId", "#t": "sec", "#f": "faces", "#n": "frames"}
         values: dict[str, Any] = {":s": {"S": session_id}}
         condition = "#s = :s"
-        if start is not None or end is not None:
-            names["#t"] = "sec"
         if start is not None and end is not None:
             condition += " AND #t BETWEEN :a AND :b"
             values |= {":a": {"N": str(start)}, ":b": {"N": str(end - 1)}}
@@ -151,15 +158,15 @@ class EmotionStore:
             values[":b"] = {"N": str(end)}
         if start is not None and end is not None and end <= start:
             return iter(())
-        items = query_all(
-            self._client,
+        pages = self._client.get_paginator("query").paginate(
             TableName=self._table,
             KeyConditionExpression=condition,
+            ProjectionExpression="#t, #f, #n",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ConsistentRead=True,
         )
-        return (Bucket.from_item(item) for item in items)
+        return (Bucket.from_raw(item) for page in pages for item in page.get("Items", []))
 
     def delete_session(self, session_id: str) -> int:
         """Delete every bucket of a session; returns how many."""

@@ -140,6 +140,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Like @metrics.log_metrics, minus its warning for the (usual) requests that record no metric.
         if metrics.metric_set:
             metrics.flush_metrics()
+            metrics.clear_metrics()  # flush keeps them when POWERTOOLS_METRICS_DISABLED is set
     response.setdefault("headers", {})
     if response["headers"] is None:
         response["headers"] = {}
