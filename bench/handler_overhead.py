@@ -42,7 +42,7 @@ def _timed_call(self: Any, operation: str, params: Any) -> Any:
         _aws_seconds += time.perf_counter() - start
 
 
-botocore.client.BaseClient._make_api_call = _timed_call  # type: ignore[method-assign]
+botocore.client.BaseClient._make_api_call = _timed_call
 
 
 def pct(values: list[float], q: float) -> float:

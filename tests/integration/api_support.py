@@ -7,6 +7,7 @@ import copy
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -198,7 +199,7 @@ PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass"
 
 
 @pytest.fixture
-def api_env(tables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def api_env(tables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Tables of this test + API settings; the handler's cached collaborators are rebuilt for it."""
     from emotion_shared.rest import deps
 

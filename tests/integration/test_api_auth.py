@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from emotion_shared.rest.local import LocalLambdaContext
 
 
 @pytest.fixture
-def control(dynamodb: Any, api_env: dict[str, str]) -> str:
+def control(dynamodb: Any, api_env: dict[str, str]) -> Iterator[str]:
     auth.reset_default_store()
     yield api_env["CONTROL_TABLE"]
     auth.reset_default_store()
@@ -64,7 +65,7 @@ def test_invalid_user_names_are_refused(dynamodb: Any, control: str) -> None:
 
 
 def test_authorizer_allows_the_whole_api_with_the_user_context(dynamodb: Any, control: str) -> None:
-    from functions_authorizer import handler  # type: ignore[import-not-found]
+    from functions_authorizer import handler
 
     token = auth.create_token(dynamodb, control, "alice", "pro")
     result = handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))
@@ -86,7 +87,7 @@ def test_authorizer_allows_the_whole_api_with_the_user_context(dynamodb: Any, co
 
 @pytest.mark.parametrize("token", [None, "emo_not-a-real-token", ""])
 def test_authorizer_rejects_missing_and_unknown_tokens(dynamodb: Any, control: str, token: str | None) -> None:
-    from functions_authorizer import handler  # type: ignore[import-not-found]
+    from functions_authorizer import handler
 
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))

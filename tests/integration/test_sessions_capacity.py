@@ -122,7 +122,7 @@ def test_a_workflow_that_cannot_start_fails_the_session_and_frees_capacity(
     assert "StateMachineDoesNotExist" in failed["meta"]["error"]
     repo = repo_for(moto_server, api_env)
     assert repo.active_count() == 0 and repo.active_count("alice") == 0
-    assert repo.get(failed["_id"])["capacityHeld"] is False  # type: ignore[index]
+    assert repo.get(failed["_id"])["capacityHeld"] is False
     # the failed session is an ended one: it can be deleted
     assert api.call("DELETE", f"/v1/sessions/{failed['_id']}").status == 204
 

@@ -16,6 +16,8 @@ import threading
 
 _ID_RE = re.compile(r"^[0-9a-f]{24}$")
 _lock = threading.Lock()
+_process_random = ""
+_counter: itertools.count[int] = itertools.count()
 
 
 def _reseed() -> None:

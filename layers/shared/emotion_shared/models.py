@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -11,7 +11,7 @@ from . import SCHEMA_VERSION
 from .clock import iso_ms
 from .uri import validate_stream_uri
 
-SESSION_TYPE = "live_analysis"
+SESSION_TYPE: Final = "live_analysis"
 MAX_NAME = 256
 # Upper bound for timeline offsets (seconds from the session start): far beyond any session, small enough
 # for DynamoDB number keys.
