@@ -30,7 +30,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -41,7 +40,6 @@ from emotion_shared import aws
 from emotion_shared.clock import now_ms
 from emotion_shared.config import ConfigError, Settings
 from emotion_shared.emotions import EmotionStore
-from emotion_shared.errors import RetriesExhausted
 from emotion_shared.models import SessionState, StopReason, WorkerState
 from emotion_shared.sessions import SessionRepository
 from emotion_shared.uri import UnsafeStreamHost, check_stream_host, redact_uri
@@ -148,7 +146,9 @@ class StreamThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._outbox.put(self._loop())
+            outcome = self._loop()
+            if outcome is not None:
+                self._outbox.put(outcome)
         except Exception as exc:  # reported to the control thread, which fails the session loudly
             log.exception("frame thread failed")
             self._outbox.put(Crashed(self._scrub(f"{type(exc).__name__}: {exc}")))
@@ -243,6 +243,7 @@ class Worker:
         events: Any = None,
         analyzer: FrameAnalyzer | None = None,
         ingest: Any = None,
+        scrub: Scrubber | None = None,
     ) -> None:
         self.settings = settings
         self._ingest = ingest
@@ -253,7 +254,7 @@ class Worker:
         self.store = EmotionStore(db, shared.emotions_table)
         self._events_client = events
         self._analyzer = analyzer
-        self.scrub = Scrubber()
+        self.scrub = scrub or Scrubber()
         self.stop_signal = threading.Event()  # SIGTERM
         self._frames_stop = threading.Event()
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -465,10 +466,6 @@ class Worker:
             log.warning("could not record worker state %s: %s", state.value, exc)
 
 
-def _error_text(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(exc)).strip()
-
-
 def main() -> int:
     scrub = Scrubber()
     try:
@@ -479,19 +476,14 @@ def main() -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     configure_logging(settings.session_id, scrub)
-    worker = Worker(settings, shared)
-    worker.scrub = scrub
+    worker = Worker(settings, shared, scrub=scrub)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         worker.stop_signal.set()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
-    try:
-        return worker.run()
-    except RetriesExhausted as exc:  # raised from _fail's own writes only; already logged
-        log.error("%s", _error_text(exc))
-        return EXIT_ERROR
+    return worker.run()
 
 
 if __name__ == "__main__":
