@@ -187,6 +187,31 @@ def test_duration_is_fixed_once_ended(api: Api, moto_server: Any, api_env: dict[
     assert api.call("GET", f"/v1/sessions/{sid}").body["duration"] == stopped["duration"]
 
 
+def test_duration_of_a_session_ended_by_the_state_machine(
+    api: Api, moto_server: Any, api_env: dict[str, str]
+) -> None:
+    """The state machine writes ``endedAt`` (ISO) without ``endedAtMs``: the duration is fixed all the same."""
+    from emotion_shared.clock import iso_ms
+
+    sid = api.create().body["_id"]
+    client = boto3.session.Session().client("dynamodb", endpoint_url=moto_server.endpoint)
+    item = client.get_item(TableName=api_env["SESSIONS_TABLE"], Key={"id": {"S": sid}})["Item"]
+    created = int(item["createdAtMs"]["N"])
+    client.update_item(
+        TableName=api_env["SESSIONS_TABLE"],
+        Key={"id": {"S": sid}},
+        UpdateExpression="SET #st = :f, endedAt = :e, meta.stopReason = :r REMOVE activeShard",
+        ExpressionAttributeNames={"#st": "state"},
+        ExpressionAttributeValues={
+            ":f": {"S": "finished"},
+            ":e": {"S": iso_ms(created + 42_500)},
+            ":r": {"S": "stream_ended"},
+        },
+    )
+    body = api.call("GET", f"/v1/sessions/{sid}").body
+    assert (body["state"], body["duration"], body["meta"]["stopReason"]) == ("finished", 42, "stream_ended")
+
+
 # ---------------------------------------------------------------------- delete
 def test_delete_removes_the_session_and_all_its_emotion_data(
     api: Api, moto_server: Any, api_env: dict[str, str]

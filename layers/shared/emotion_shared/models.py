@@ -8,7 +8,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import SCHEMA_VERSION
-from .clock import iso_ms
+from .clock import iso_ms, parse_iso
 from .uri import validate_stream_uri
 
 SESSION_TYPE: Final = "live_analysis"
@@ -114,9 +114,23 @@ class TimelineQuery(_Strict):
         return self
 
 
+def ended_at_ms(item: dict[str, Any]) -> int | None:
+    """When the session ended: ``endedAtMs``, or ``endedAt`` (the state machine writes only the ISO form)."""
+    if item.get("endedAtMs") is not None:
+        return int(item["endedAtMs"])
+    if item.get("endedAt"):
+        try:
+            return int(parse_iso(str(item["endedAt"])).timestamp() * 1000)
+        except ValueError:
+            return None
+    return None
+
+
 def duration_seconds(item: dict[str, Any], now_ms: int) -> int:
-    ended = item.get("endedAtMs")
-    end_ms = int(ended) if ended is not None else now_ms
+    """Live while active; fixed once ended."""
+    end_ms = ended_at_ms(item)
+    if end_ms is None:
+        end_ms = now_ms
     return max(0, (end_ms - int(item["createdAtMs"])) // 1000)
 
 
