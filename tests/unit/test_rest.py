@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from emotion_shared import auth
 from emotion_shared.errors import CapacityExceeded, InvalidRequest, InvalidState, NotFound, RateLimited
 from emotion_shared.ratelimit import TokenBucketLimiter
-from emotion_shared.rest.app import principal_from_event
+from emotion_shared.rest.api import principal_from_event
 from emotion_shared.rest.errors import MethodNotAllowed, api_error, proxy_response, validation_message
 from emotion_shared.rest.routes import ROUTES, allowed_methods
 

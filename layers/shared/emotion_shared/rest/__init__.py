@@ -3,6 +3,6 @@
 ``handler`` is the Lambda entry point (``functions/api/app.py`` re-exports it); ``app`` is the resolver.
 """
 
-from .app import app, handler, principal_from_event
+from .api import app, handler, principal_from_event
 
 __all__ = ["app", "handler", "principal_from_event"]
