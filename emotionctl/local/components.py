@@ -21,6 +21,7 @@ from .gateway.rest import RestGateway
 from .lambda_runtime import function_environment
 from .moto_server import MotoHandle, start_moto
 from .orchestration import MotoOrchestration, OrchestrationResources, SweeperTimer
+from .stack import StartError
 from .streams import StreamPoller
 from .tables import create_tables
 from .websocket import WebSocketApiRefs, WebSocketGateway
@@ -169,7 +170,13 @@ class HttpServer:
                                     handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, stack.config.host, stack.config.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartError(
+                f"cannot listen on {stack.config.host}:{stack.config.port} ({exc.strerror}): is another stack "
+                "running? Stop it (emotionctl local down) or choose another --port"
+            ) from exc
 
     async def stop(self) -> None:
         if self.runner is not None:

@@ -50,6 +50,10 @@ LOCAL_PARAMETERS: dict[str, str] = {"AllowPrivateStreamHosts": "true", "LogLevel
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class StartError(RuntimeError):
+    """A component cannot start for a reason the operator can fix (the message says how)."""
+
+
 @runtime_checkable
 class Component(Protocol):
     name: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .components import default_components
-from .stack import Component, LocalStack, StackConfig
+from .stack import Component, LocalStack, StackConfig, StartError
 from .state import StackNotRunning, read_state, remove_state, write_state
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ async def serve(
         except asyncio.CancelledError:
             logger.warning("stopped while starting")
             return 130
+        except StartError as exc:
+            logger.error("the local stack failed to start: %s", exc)
+            return 1
         except Exception:
             logger.exception("the local stack failed to start")
             return 1
