@@ -24,6 +24,11 @@ Defects (moto 5.2.5):
    cached, lock-guarded client per service/region on ``127.0.0.1:$MOTO_PORT``.
 5. **A task's container ``exitCode`` is always 0** and there is no API to report one: the local Fargate agent
    reports exit codes through :func:`report_task_exit` (in-process access to moto's ECS backend).
+7. **DynamoDB transactions are not isolated** in the threaded server: ``transact_write_items`` snapshots whole
+   tables and, when a condition fails, restores the snapshot — erasing every write other request threads made
+   meanwhile (lost capacity-counter updates under concurrent create/stop/delete). :func:`isolate_dynamodb`
+   (called by :func:`emotionctl.local.moto_server.start_moto`, so tests get it too) handles DynamoDB
+   requests one at a time, which DynamoDB's own isolation guarantees allow.
 6. **``$$.State.EnteredTime`` is Python's ``isoformat()``** (``…T05:42:07.568187+00:00``) instead of AWS's
    ``…T05:42:07.568Z``; the state machine stores it as ``endedAt``. Patched to AWS's format.
 
@@ -251,6 +256,45 @@ def report_task_exit(task_arn: str, exit_code: int, reason: str) -> bool:
     return False
 
 
+# ------------------------------------------------------- 7. DynamoDB isolation
+_dynamodb_lock = threading.RLock()
+_dynamodb_isolated = False
+
+
+def isolate_dynamodb() -> None:
+    """Serialise moto's DynamoDB request handling (defect 7). Idempotent; checks the moto version."""
+    global _dynamodb_isolated
+    import moto
+    from moto.dynamodb.responses import DynamoHandler
+
+    with _lock:
+        if _dynamodb_isolated:
+            return
+        if moto.__version__ != MOTO_VERSION:
+            raise MotoPatchError(
+                f"patch 7 (DynamoDB isolation) is written for moto {MOTO_VERSION}, found {moto.__version__}: check "
+                "whether transact_write_items still restores whole-table snapshots"
+            )
+        if not hasattr(DynamoHandler, "call_action"):
+            raise MotoPatchError("DynamoHandler.call_action is gone: moto's DynamoDB responses changed")
+        original = DynamoHandler.call_action
+
+        @functools.wraps(original)
+        def call_action(self: Any) -> Any:
+            with _dynamodb_lock:
+                return original(self)
+
+        call_action.__emotionctl_isolated__ = True  # type: ignore[attr-defined]
+        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        _dynamodb_isolated = True
+
+
+def dynamodb_isolated() -> bool:
+    from moto.dynamodb.responses import DynamoHandler
+
+    return bool(getattr(DynamoHandler.call_action, "__emotionctl_isolated__", False))
+
+
 # ------------------------------------------------------------------- apply
 def apply() -> None:
     """Apply every patch once (idempotent), then run :func:`self_test`."""
@@ -345,3 +389,5 @@ def self_test() -> None:
     container = m.ecs_models.Container(SimpleNamespace(arn="td", container_definitions=[{"name": "n"}]))
     if not hasattr(container, "exitCode") or not hasattr(m.ecs_models, "ecs_backends"):
         raise MotoPatchError("patch 5 (exit code reporting): moto's ECS task/container model changed")
+    if _dynamodb_isolated and not dynamodb_isolated():
+        raise MotoPatchError("patch 7 (DynamoDB isolation) was undone")

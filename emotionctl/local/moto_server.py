@@ -43,10 +43,14 @@ class MotoHandle:
 
 def start_moto(port: int | None = None) -> MotoHandle:
     """Start a threaded moto server on 127.0.0.1. Sets ``MOTO_PORT`` first (moto's Step Functions
-    interpreter builds its own clients on ``localhost:$MOTO_PORT``)."""
+    interpreter builds its own clients on ``localhost:$MOTO_PORT``) and isolates DynamoDB requests."""
     port = port or free_port()
     os.environ["MOTO_PORT"] = str(port)
     from moto.server import ThreadedMotoServer  # imported late: reads MOTO_PORT
+
+    from .moto_patches import isolate_dynamodb
+
+    isolate_dynamodb()  # transactions must not erase concurrent writes (moto_patches, defect 7)
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
