@@ -182,7 +182,7 @@ def test_authorizer_can_only_read_the_control_table(cfn: dict[str, Any]) -> None
 
 
 def test_api_function_touches_only_the_tables_it_needs(cfn: dict[str, Any]) -> None:
-    allowed = {}
+    allowed: dict[str, set[str]] = {}
     for statement in _statements(cfn["Resources"]["ApiFunctionRole"]):
         for resource in _as_list(statement["Resource"]):
             allowed.setdefault(json.dumps(resource, sort_keys=True), set()).update(_as_list(statement["Action"]))
