@@ -116,3 +116,11 @@ def test_default_clock_and_reset() -> None:
 def test_invalid_settings() -> None:
     with pytest.raises(ValueError):
         FaceTracker(max_missing_seconds=-1)
+
+
+def test_frames_with_almost_equal_timestamps_do_not_break_the_track() -> None:
+    # Frames delivered in a burst (a cached GOP at connect): 20 px apart but only 2 ms apart in time
+    tracker = FaceTracker()
+    ids = [tracker.update([box(200 + 20 * i, 300)], now=0.002 * i)[0] for i in range(5)]
+    ids += [tracker.update([box(300 + 20 * i, 300)], now=0.2 + 0.2 * i)[0] for i in range(5)]
+    assert set(ids) == {"f1"}

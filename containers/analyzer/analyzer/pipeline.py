@@ -169,6 +169,7 @@ class RateGate:
         self._last_t = -math.inf
         self._base: float | None = None
         self._last_received = 0.0
+        self.stream_time = 0.0  # the last frame's expected arrival (wall clock paced by the stream's timestamps)
 
     def decide(self, pts: float | None, received: float, now: float) -> Decision:
         t = received if pts is None else pts
@@ -193,6 +194,7 @@ class RateGate:
         else:
             self._base = min(self._base + self.drift * max(0.0, received - self._last_received), offset)
         self._last_received = received
+        self.stream_time = t + self._base
         if not due:
             return Decision.SKIP
         if now - (t + self._base) > self.max_lag:
@@ -299,7 +301,9 @@ class Pipeline:
                     current.dropped += 1
             return
         started = time.perf_counter() if self.latencies is not None else 0.0
-        analysis = self.analyzer.analyse(frame.luma, frame.received)
+        # the tracker runs on stream time: frames that arrive in a burst (a server's cached GOP at connect) are
+        # still 1/fps apart for it, so their motion is not mistaken for a jump
+        analysis = self.analyzer.analyse(frame.luma, self.gate.stream_time)
         with self._lock:
             current = self._second(sec)
             if current is None:

@@ -56,6 +56,7 @@ class FaceTracker:
     ``max_distance``: the largest accepted jump of the face centre between the prediction and a detection,
     in face sizes (``sqrt(w*h)``). ``max_scale_change``: largest accepted ratio of face sizes.
     ``velocity_smoothing``: weight of the newest velocity measurement (0 disables prediction).
+    ``max_speed``: cap of the velocity used for prediction, in face sizes per second.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class FaceTracker:
         max_distance: float = 1.0,
         max_scale_change: float = 1.8,
         velocity_smoothing: float = 0.5,
+        max_speed: float = 4.0,
         prefix: str = "f",
     ) -> None:
         if max_missing_seconds < 0:
@@ -73,6 +75,7 @@ class FaceTracker:
         self.max_distance = max_distance
         self.max_scale_change = max_scale_change
         self.velocity_smoothing = velocity_smoothing
+        self.max_speed = max_speed
         self._prefix = prefix
         self._next = 1
         self._tracks: list[Track] = []
@@ -158,8 +161,13 @@ class FaceTracker:
         dt = now - track.last_seen
         if dt > 1e-3 and self.velocity_smoothing > 0:
             a = self.velocity_smoothing
-            track.vx = (1 - a) * track.vx + a * (cx - track.cx) / dt
-            track.vy = (1 - a) * track.vy + a * (cy - track.cy) / dt
+            vx = (1 - a) * track.vx + a * (cx - track.cx) / dt
+            vy = (1 - a) * track.vy + a * (cy - track.cy) / dt
+            limit = self.max_speed * math.sqrt(max((x1 - x0) * (y1 - y0), 1e-6))
+            speed = math.hypot(vx, vy)
+            if speed > limit:  # timestamps too close together (or a detector jitter): do not extrapolate wildly
+                vx, vy = vx * limit / speed, vy * limit / speed
+            track.vx, track.vy = vx, vy
         track.cx, track.cy, track.w, track.h = cx, cy, x1 - x0, y1 - y0
         track.last_seen = now
         track.hits += 1
