@@ -474,3 +474,10 @@ def test_session_already_ended_before_start(start: Any) -> None:
     assert ingest.opens == 0
     item = run.session()
     assert item["state"] == "finished" and item["meta"]["workerState"] == "stopped"
+
+
+def test_a_stream_that_ended_is_not_reported_as_an_error(start: Any) -> None:
+    run = start(ScriptedIngest(Segment(0.5)), env={"RECONNECT_WINDOW_SECONDS": "0.3"})
+    assert run.wait() == 0
+    meta = run.session()["meta"]
+    assert meta["stopReason"] == "stream_ended" and "error" not in meta

@@ -332,7 +332,11 @@ class Worker:
                     next_beat = time.monotonic() + interval
                 elif isinstance(message, StreamOver):
                     log.info("stream over: %s", message.reason.value, extra={"detail": message.detail})
-                    return self._finish(message.reason, error=message.detail)
+                    # the detail is kept for a failure or a rejection; a stream that ended is no error
+                    keep = message.reason.final_state is SessionState.FAILED or (
+                        message.reason is StopReason.RESOLUTION_EXCEEDED
+                    )
+                    return self._finish(message.reason, error=message.detail if keep else None)
                 elif isinstance(message, Crashed):
                     return self._fail(message.error)
             if self.stop_signal.is_set():
