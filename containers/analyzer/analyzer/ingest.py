@@ -1,0 +1,188 @@
+"""Live stream input with PyAV: open safely, describe, and yield decoded frames' luma planes.
+
+Facts this module relies on (measured with PyAV 18.1 / FFmpeg 8.1):
+
+- ``av.open(..., timeout=(open_s, read_s))`` bounds both the open and every stall between packets, for every
+  protocol. Protocol options are traps: for rtmp the option ``timeout`` means *listen*; so none is passed.
+- ``analyzeduration=0`` + a small ``probesize`` open a live stream in well under a second and the first frames
+  are fresh; width/height/fps are still known right after the open.
+- RTMP publisher gone: ``OSError(EIO)`` within milliseconds; RTSP: demux simply ends; frozen peer: the read
+  timeout. All of them are :class:`StreamEnded` here.
+- Never close a container from another thread while it is blocked in demux: the reader checks ``stop``
+  between packets and the read timeout bounds the wait.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+
+# Stream resolution rule: at most 1080p, either orientation.
+MAX_LONG_SIDE = 1920
+MAX_SHORT_SIDE = 1080
+
+DEFAULT_TIMEOUT = (10.0, 5.0)
+_LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv21"})
+
+
+class IngestError(Exception):
+    """Base class of every stream input failure."""
+
+
+class StreamUnreachable(IngestError):
+    """The stream could not be opened (refused, timed out, not found, bad address)."""
+
+
+class StreamEnded(IngestError):
+    """An open stream ended or stalled (publisher gone, end of stream, read timeout)."""
+
+
+class ResolutionExceeded(IngestError):
+    """The stream is larger than 1080p."""
+
+
+class UnsupportedStream(IngestError):
+    """The stream has no decodable video."""
+
+
+def resolution_allowed(width: int, height: int) -> bool:
+    """True for anything that fits 1920x1080 in either orientation."""
+    return max(width, height) <= MAX_LONG_SIDE and min(width, height) <= MAX_SHORT_SIDE
+
+
+def check_resolution(width: int, height: int) -> None:
+    if not resolution_allowed(width, height):
+        raise ResolutionExceeded(f"stream resolution {width}x{height} is above the 1080p maximum")
+
+
+def _options(uri: str) -> dict[str, str]:
+    options = {"analyzeduration": "0", "probesize": "32768", "fflags": "nobuffer"}
+    if uri.lower().startswith("rtsp://"):
+        options["rtsp_transport"] = "tcp"
+    return options
+
+
+def open_stream(uri: str, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Any:
+    """Open a live stream for decoding; checks that it has video within the resolution rule."""
+    try:
+        container = av.open(uri, mode="r", options=_options(uri), timeout=(float(timeout[0]), float(timeout[1])))
+    except av.error.ExitError as exc:  # immediate EOF at open
+        raise StreamUnreachable(f"stream closed while opening: {exc}") from None
+    except (av.error.FFmpegError, OSError) as exc:
+        raise StreamUnreachable(f"cannot open stream: {_describe(exc)}") from None
+    try:
+        if not container.streams.video:
+            raise UnsupportedStream("the stream has no video track")
+        ctx = container.streams.video[0].codec_context
+        if ctx.width and ctx.height:
+            check_resolution(int(ctx.width), int(ctx.height))
+    except IngestError:
+        container.close()
+        raise
+    return container
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    # FFmpeg errors repeat the URL (with its stream key) — keep only the reason.
+    return str(text).split(": '", 1)[0]
+
+
+def describe_sources(container: Any) -> list[dict[str, Any]]:
+    """The session's ``sources``: one entry per video/audio stream, with a stable id per stream index."""
+    sources: list[dict[str, Any]] = []
+    for stream in container.streams:
+        if stream.type == "video":
+            ctx = stream.codec_context
+            rate = stream.average_rate
+            sources.append(
+                {
+                    "id": f"stream-{stream.index}",
+                    "name": f"video {stream.index}",
+                    "type": "video",
+                    "device": "stream",
+                    "codec": ctx.name,
+                    "width": int(ctx.width or 0),
+                    "height": int(ctx.height or 0),
+                    "fps": round(float(rate), 3) if rate else None,
+                }
+            )
+        elif stream.type == "audio":
+            ctx = stream.codec_context
+            sources.append(
+                {
+                    "id": f"stream-{stream.index}",
+                    "name": f"audio {stream.index}",
+                    "type": "audio",
+                    "device": "stream",
+                    "codec": ctx.name,
+                    "sampleRate": int(ctx.sample_rate or 0),
+                    "channels": int(getattr(ctx, "channels", 0) or 0),
+                }
+            )
+    return sources
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    received: float  # wall clock (time.time()) when the frame was decoded
+    pts_seconds: float | None
+    width: int
+    height: int
+    luma: np.ndarray  # uint8 [height, width], a view of the decoded Y plane where possible
+
+
+def luma_of(frame: Any) -> np.ndarray:
+    """The Y plane as uint8 [h, w] with no colour conversion (other formats: converted to gray)."""
+    width, height = frame.width, frame.height
+    if frame.format.name in _LUMA_FORMATS:
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]
+    return frame.to_ndarray(format="gray")
+
+
+StopFlag = threading.Event | Callable[[], bool]
+
+
+def _stopped(stop: StopFlag | None) -> bool:
+    if stop is None:
+        return False
+    if isinstance(stop, threading.Event):
+        return stop.is_set()
+    return bool(stop())
+
+
+def frames(container: Any, stop: StopFlag | None = None) -> Iterator[Frame]:
+    """Decoded video frames until ``stop`` or the stream ends (:class:`StreamEnded`).
+
+    Threaded decoding, video packets only, resolution checked on every frame, ``stop`` checked between packets.
+    """
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    time_base = float(stream.time_base) if stream.time_base else None
+    try:
+        for packet in container.demux(stream):
+            if _stopped(stop):
+                return
+            for frame in packet.decode():
+                check_resolution(frame.width, frame.height)
+                pts = frame.pts * time_base if (frame.pts is not None and time_base) else None
+                yield Frame(time.time(), pts, frame.width, frame.height, luma_of(frame))
+            if _stopped(stop):
+                return
+    except av.error.EOFError:
+        pass
+    except av.error.ExitError:
+        pass
+    except (av.error.FFmpegError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.EIO, errno.ETIMEDOUT, errno.ECONNRESET, None):
+            raise StreamEnded(f"stream read failed: {_describe(exc)}") from None
+        raise StreamEnded(f"stream ended: {_describe(exc)}") from None
+    raise StreamEnded("end of stream")
