@@ -69,7 +69,7 @@ $(STAMPS)/apt:
 MODELS := build/models/manifest.json
 models: $(MODELS)
 $(MODELS): $(STAMPS)/venv $(wildcard containers/analyzer/analyzer/modelbuild/*.py)
-	$(PY) -m analyzer.modelbuild
+	$(VENV)/bin/emotionctl models build
 	@touch $@
 
 run: setup

