@@ -82,7 +82,7 @@ def make_clip(path: Path, seconds: float, width: int = 1920, height: int = 1080,
             t = i / fps
             dx = int(16 + 16 * math.sin(t))
             luma = texture[dx : dx + height, dx : dx + width].copy()
-            side = int(height * (0.75 + 0.15 * math.sin(t * 0.7))) // 8 * 8
+            side = int(height * (0.92 + 0.08 * math.sin(t * 0.7))) // 8 * 8  # face ~170-200 px: the detector's range
             face = cache.get(side)
             if face is None:
                 face = transform.resize(photo, (side, side), preserve_range=True, anti_aliasing=True).astype(np.uint8)
