@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # numpy/onnxruntime are imported only when a command runs (fa
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+# as analyzer.probe: 0 accepted / done, 2 rejected (above 1080p), 3 unreachable or unreadable
+EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 3
 DEFAULT_ANALYSIS_FPS = 5.0  # = analyzer.pipeline.DEFAULT_ANALYSIS_FPS
 
 
@@ -153,9 +154,10 @@ def run_probe(args: argparse.Namespace) -> int:
     try:
         result = probe(args.uri, open_timeout=args.open_timeout, read_timeout=args.read_timeout)
     except ingest.IngestError as exc:
-        sys.stdout.write(json.dumps({"accepted": False, "reason": str(exc).replace(args.uri, redact_uri(args.uri))}))
-        sys.stdout.write("\n")
-        return EXIT_FAILED
+        reason = str(exc).replace(args.uri, redact_uri(args.uri))
+        result = {"uri": redact_uri(args.uri), "accepted": False, "reason": reason, "sources": []}
+        sys.stdout.write(json.dumps(result) + "\n")
+        return EXIT_UNREACHABLE
     sys.stdout.write(json.dumps(result) + "\n")
     return EXIT_OK if result.get("accepted") else EXIT_REJECTED
 
@@ -178,7 +180,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     except ingest.IngestError as exc:
         log.error("%s", str(exc).replace(args.uri, redact_uri(args.uri)))
-        return EXIT_FAILED
+        return EXIT_UNREACHABLE
     stats = pipeline.stats
     log.info("done: %d frames, %d analysed, %d dropped", stats.frames, stats.analysed, stats.dropped)
     return EXIT_OK
