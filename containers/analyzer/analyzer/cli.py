@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -175,6 +176,9 @@ def run_analyze(args: argparse.Namespace) -> int:
             read_timeout=args.read_timeout,
             model_dir=args.models,
         )
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as CLI tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except ingest.ResolutionExceeded as exc:
         log.error("rejected: %s", exc)
         return EXIT_REJECTED
