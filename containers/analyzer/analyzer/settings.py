@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
-from typing import Any
+from typing import ClassVar
 
-from emotion_shared.config import ConfigError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from emotion_shared.config import EnvSettings
+from pydantic import Field
 
 log = logging.getLogger(__name__)
 
 
-class WorkerSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class WorkerSettings(EnvSettings):
+    label: ClassVar[str] = "worker configuration"
 
     session_id: str = Field(alias="SESSION_ID", min_length=1)
     task_arn: str | None = Field(default=None, alias="TASK_ARN")
@@ -33,14 +32,6 @@ class WorkerSettings(BaseModel):
     heartbeat_failure_seconds: float = Field(default=20.0, alias="HEARTBEAT_FAILURE_SECONDS", gt=0)
     model_threads: int = Field(default=1, alias="ANALYZER_THREADS", ge=1, le=16)
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
-        source: dict[str, Any] = dict(os.environ if env is None else env)
-        try:
-            return cls.model_validate(source)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"invalid worker configuration: {problems}") from exc
 
     def resolve_task_arn(self) -> str | None:
         """``TASK_ARN``, else the ECS task metadata endpoint (v4) when running on ECS/Fargate."""

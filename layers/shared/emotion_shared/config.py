@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,8 +20,25 @@ class ConfigError(RuntimeError):
     pass
 
 
-class Settings(BaseModel):
+class EnvSettings(BaseModel):
+    """Base of every component's settings: fields are read from environment variables (their aliases)."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")
+    label: ClassVar[str] = "configuration"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Self:
+        source: dict[str, Any] = dict(os.environ if env is None else env)
+        try:
+            return cls.model_validate(source)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid {cls.label}: {problems}") from exc
+
+
+class Settings(EnvSettings):
 
     sessions_table: str = Field(alias="SESSIONS_TABLE", min_length=1)
     emotions_table: str = Field(alias="EMOTIONS_TABLE", min_length=1)
@@ -49,17 +66,6 @@ class Settings(BaseModel):
             alias = type(self).model_fields[name].alias or name.upper()
             raise ConfigError(f"environment variable {alias} is required by this component")
         return str(value)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        source: dict[str, Any] = dict(os.environ if env is None else env)
-        try:
-            return cls.model_validate(source)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid configuration: {problems}") from exc
 
 
 @lru_cache(maxsize=1)

@@ -6,17 +6,16 @@ The table names and the management endpoint come from :class:`emotion_shared.con
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from typing import Any
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from ..config import ConfigError
+from ..config import EnvSettings
 
 
-class WsSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class WsSettings(EnvSettings):
+    label: ClassVar[str] = "WebSocket configuration"
 
     idle_seconds: int = Field(default=65, alias="WS_IDLE_SECONDS", ge=1)
     max_subscriptions_per_connection: int = Field(default=5, alias="WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", ge=1)
@@ -30,16 +29,6 @@ class WsSettings(BaseModel):
     # Concurrent pushes of one publisher invocation.
     push_concurrency: int = Field(default=16, alias="WS_PUSH_CONCURRENCY", ge=1, le=64)
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> WsSettings:
-        source: dict[str, Any] = dict(os.environ if env is None else env)
-        try:
-            return cls.model_validate(source)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid WebSocket configuration: {problems}") from exc
 
 
 @lru_cache(maxsize=1)
