@@ -42,6 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--state-dir", type=Path, help="where stack.json goes (default: .local in the repository)")
     up.add_argument("--param", action="append", type=_parameter, default=[], metavar="NAME=VALUE",
                     help="override a template parameter, e.g. --param MaxActiveSessions=4 (repeatable)")
+    up.add_argument("--task-env", action="append", type=_parameter, default=[], metavar="NAME=VALUE",
+                    help="extra environment for every analyzer task (local Fargate), e.g. --task-env "
+                    "RECONNECT_WINDOW_SECONDS=2 (repeatable)")
     up.add_argument("--dev-user", default=DEV_USER, help="user of the printed dev token (default: %(default)s)")
     up.add_argument("--no-dev-token", action="store_true", help="do not mint a dev token")
     up.add_argument("--lifetime", type=float, help="stop by itself after this many seconds (tests)")
@@ -70,6 +73,7 @@ def up_command(args: argparse.Namespace) -> int:
             state_dir=args.state_dir or default_state_dir(),
             parameters=dict(args.param),
             lifetime_seconds=args.lifetime,
+            task_env=dict(args.task_env),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None

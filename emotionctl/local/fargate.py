@@ -299,7 +299,7 @@ class FargateAgentComponent:
                 cluster=str(cluster),
                 aws_env=stack.aws_env(),
                 command=self.command,
-                extra_env=self.extra_env,
+                extra_env={**self.extra_env, **stack.config.task_env},
                 poll_seconds=self.poll_seconds,
                 log_dir=self.log_dir,
                 cwd=stack.config.template_path.parent,
@@ -317,6 +317,7 @@ class FargateAgentComponent:
         agent = self.agent
         return {
             "command": list(self.command),
+            "taskEnv": dict(self.agent.config.extra_env) if self.agent else dict(self.extra_env),
             "logDir": str(self.log_dir) if self.log_dir else None,
             "running": agent.running if agent else {},
             "exited": len(agent.finished) if agent else 0,

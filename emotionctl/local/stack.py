@@ -76,6 +76,9 @@ class StackConfig:
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides (over LOCAL_PARAMETERS)
     handler_threads: int = 32
     lifetime_seconds: float | None = None  # stop by itself after this long (tests)
+    # extra environment for every local ECS task (worker settings such as RECONNECT_WINDOW_SECONDS), over the
+    # task definition's and the run's overrides
+    task_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.port == 0:
