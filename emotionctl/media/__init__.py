@@ -1,0 +1,36 @@
+"""Real media for tests and demos: synthesised face clips and local live sources (RTMP, RTSP, RTMPS).
+
+``make_face_clip`` encodes (once, cached) an H.264 clip of a real smiling face; ``RtmpSource``,
+``RtspSource`` and ``RtmpsSource`` serve a clip live on 127.0.0.1 as real processes (FFmpeg, GStreamer's
+RTSP server, stunnel). See :mod:`emotionctl.media.clips` and :mod:`emotionctl.media.sources`.
+"""
+
+from .clips import DEFAULT_SEGMENTS, Segment, make_face_clip, segment_at, timeline
+from .sources import (
+    LiveSource,
+    RtmpSource,
+    RtmpsSource,
+    RtspSource,
+    SourceError,
+    ToolMissing,
+    free_port,
+    listening,
+    require_tools,
+)
+
+__all__ = [
+    "DEFAULT_SEGMENTS",
+    "LiveSource",
+    "RtmpSource",
+    "RtmpsSource",
+    "RtspSource",
+    "Segment",
+    "SourceError",
+    "ToolMissing",
+    "free_port",
+    "listening",
+    "make_face_clip",
+    "require_tools",
+    "segment_at",
+    "timeline",
+]
