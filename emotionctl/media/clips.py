@@ -154,7 +154,7 @@ class _Spec:
             raise ValueError(f"clip size must be even and at least 64x64, not {self.width}x{self.height}")
         if not 1 <= self.fps <= 120:
             raise ValueError(f"fps must be in [1, 120], not {self.fps}")
-        if _face_range(self.width, self.height)[1] < FACE_MIN * 0.9:
+        if _face_range(self.width, self.height)[1] < 0.25 * max(self.width, self.height):
             raise ValueError(f"{self.width}x{self.height} is too elongated to show a face big enough to detect")
         if self.keyframe_seconds <= 0:
             raise ValueError("keyframe_seconds must be > 0")
