@@ -4,7 +4,8 @@
     .venv/bin/python bench/analyzer.py [--seconds 10] [--core N] [--live 15] [--clip PATH]
 
 A 1080p30 H.264 clip with one real face (``skimage.data.astronaut()``, moving and zooming over a textured
-background) is encoded first (in a child process, so its imports do not count in this process's RSS). Then,
+background, camera grain, live-encoder settings; ``emotionctl.media.clips``) is made first, in a child process
+so that its imports do not count in this process's RSS. Then,
 in this process pinned to one core, unpaced file input, side by side:
 
 1. ``ffmpeg -threads 1 -i clip -f null -``: decode-only frames per second (the baseline; the child inherits
@@ -35,7 +36,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -58,46 +58,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ clip
-def make_clip(path: Path, seconds: float, width: int = 1920, height: int = 1080, fps: int = 30) -> None:
-    """One face (astronaut) panning and zooming over a textured, slowly moving background, with camera-like
-    grain, encoded as a live encoder would (x264 veryfast, ~6 Mbit/s, 2 s keyframe interval, no B-frames)."""
-    import av
-    import numpy as np
-    from skimage import data, transform
+def make_clip(seconds: float) -> Path:
+    """The shared test clip maker (emotionctl.media.clips), 1080p30 as a live encoder sends it: x264 veryfast,
+    ~6 Mbit/s, a keyframe every 2 s, camera-like grain. Cached in .cache/clips."""
+    from emotionctl.media.clips import make_face_clip
 
-    rgb = data.astronaut().astype(np.float64)
-    photo = np.clip(rgb @ np.array([0.299, 0.587, 0.114]), 0, 255)
-    rng = np.random.default_rng(7)
-    texture = transform.resize(rng.uniform(40, 140, (height // 8 + 8, width // 8 + 8)), (height + 64, width + 64))
-    texture = texture.astype(np.uint8)
-    chroma = np.full((height // 2, width), 128, np.uint8)  # U then V planes, as from_ndarray wants them
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.bit_rate = 6_000_000
-        stream.options = {"preset": "veryfast", "maxrate": "6M", "bufsize": "12M", "g": str(fps * 2), "bf": "0"}
-        n = round(seconds * fps)
-        cache: dict[int, np.ndarray] = {}
-        for i in range(n):
-            t = i / fps
-            dx = int(16 + 16 * math.sin(t))
-            luma = texture[dx : dx + height, dx : dx + width].copy()
-            side = int(height * (0.92 + 0.08 * math.sin(t * 0.7))) // 8 * 8  # face ~170-200 px: the detector's range
-            face = cache.get(side)
-            if face is None:
-                face = transform.resize(photo, (side, side), preserve_range=True, anti_aliasing=True).astype(np.uint8)
-                cache[side] = face
-            left = int((width - side) * (0.5 + 0.35 * math.sin(t * 0.5)))
-            top = (height - side) // 2
-            luma[top : top + side, left : left + side] = face
-            grain = rng.integers(-6, 7, size=(height, width), dtype=np.int16)  # sensor noise
-            luma = np.clip(luma.astype(np.int16) + grain, 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.concatenate([luma, chroma]), format="yuv420p")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    return make_face_clip(
+        1920, 1080, fps=30, segments=(("face", seconds),), preset="veryfast", tune=None,
+        keyframe_seconds=2.0, bit_rate=6_000_000, grain=6,
+    )
 
 
 # -------------------------------------------------------------------------------------------- offline
@@ -186,11 +155,13 @@ def live(path: Path, seconds: float, analyzer: Any) -> dict[str, Any]:
 
     from emotionctl.local.moto_server import local_aws_env
     from emotionctl.local.tables import create_tables, table_env
+    from emotionctl.media import RtmpSource, ToolMissing, require_tools
 
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        return {"skipped": "ffmpeg not installed"}
-    moto_port, rtmp_port = _free_port(), _free_port()
+    try:
+        require_tools("ffmpeg")
+    except ToolMissing as exc:
+        return {"skipped": str(exc)}
+    moto_port = _free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
     env = local_aws_env(endpoint)
     moto = subprocess.Popen(
@@ -212,12 +183,10 @@ def live(path: Path, seconds: float, analyzer: Any) -> dict[str, Any]:
         create_tables(db, "bench")
         tables = table_env("bench")
         repo = SessionRepository(db, tables["SESSIONS_TABLE"], tables["CONTROL_TABLE"])
-        uri = f"rtmp://127.0.0.1:{rtmp_port}/live/bench"
-        publisher = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(path),
-             "-c", "copy", "-t", str(seconds + 20), "-f", "flv", "-listen", "1", uri],
-        )
-        _unpin(publisher.pid)
+        publisher = RtmpSource(path, loop=True, max_lifetime=seconds + 60).start()
+        _unpin(publisher.pid or 0)
+        publisher.wait_ready()
+        uri = publisher.url
         item = repo.create(
             user="bench", product="bench", name="live", stream_uri=uri,
             config={"removeMedia": True, "analysisFps": 5.0}, now_ms=int(time.time() * 1000),
@@ -283,13 +252,14 @@ def live(path: Path, seconds: float, analyzer: Any) -> dict[str, Any]:
             "max": max(latencies) if latencies else math.nan,
         }
     finally:
-        for proc in (publisher, moto):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        if publisher is not None:
+            publisher.stop()
+        if moto.poll() is None:
+            moto.terminate()
+            try:
+                moto.wait(5)
+            except subprocess.TimeoutExpired:
+                moto.kill()
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -299,81 +269,80 @@ def main() -> int:
     parser.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the last allowed one)")
     parser.add_argument("--live", type=float, default=15.0, help="seconds of the live RTMP run (0: skip)")
     parser.add_argument("--clip", type=Path, default=None, help="use this 1080p30 clip instead of encoding one")
-    parser.add_argument("--make-clip", type=Path, default=None, help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--make-clip", action="store_true", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.make_clip:
-        make_clip(args.make_clip, args.seconds)
+        print(make_clip(args.seconds))
         return 0
 
-    with tempfile.TemporaryDirectory(prefix="bench-analyzer-") as tmp:
-        clip = args.clip
-        if clip is None:
-            clip = Path(tmp) / "face-1080p30.mp4"
-            print(f"encoding a {args.seconds:g} s 1080p30 H.264 face clip …", flush=True)
-            subprocess.run([sys.executable, __file__, "--make-clip", str(clip), "--seconds", str(args.seconds)],
-                           check=True)
-        core = args.core if args.core is not None else max(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
+    clip = args.clip
+    if clip is None:
+        print(f"a {args.seconds:g} s 1080p30 H.264 face clip (encoded once, then cached) …", flush=True)
+        made = subprocess.run([sys.executable, __file__, "--make-clip", "--seconds", str(args.seconds)],
+                              check=True, capture_output=True, text=True)
+        clip = Path(made.stdout.strip().splitlines()[-1])
+    core = args.core if args.core is not None else max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
 
-        from analyzer.modelbuild import build
-        from analyzer.pipeline import FrameAnalyzer
+    from analyzer.modelbuild import build
+    from analyzer.pipeline import FrameAnalyzer
 
-        build()
-        analyzer = FrameAnalyzer.from_model_dir(threads=1)
-        n = sum(1 for _ in decoded_frames(clip, luma=False))
-        mbps = clip.stat().st_size * 8 / (n / 30) / 1e6
-        print(f"pinned to core {core}; onnxruntime 1 thread; clip {clip.name}: {n} frames 1920x1080 @ 30 fps, "
-              f"H.264 {mbps:.1f} Mbit/s")
+    build()
+    analyzer = FrameAnalyzer.from_model_dir(threads=1)
+    n = sum(1 for _ in decoded_frames(clip, luma=False))
+    mbps = clip.stat().st_size * 8 / (n / 30) / 1e6
+    print(f"pinned to core {core}; onnxruntime 1 thread; clip {clip.name}: {n} frames 1920x1080 @ 30 fps, "
+          f"H.264 {mbps:.1f} Mbit/s")
 
-        ff_wall = ffmpeg_decode(clip)
-        ff = n / ff_wall
-        av_wall = pyav_decode(clip)
-        rows = [("ffmpeg -threads 1 decode (baseline)", n / ff_wall, None, "")]
-        rows.append(("PyAV decode only (1 thread) + luma view", n / av_wall, None, ""))
-        lat5: list[float] = []
-        results = {}
-        for label, fps in (("5/s", 5.0), ("every", None)):
-            analyzer.tracker.reset()
-            wall, frames, latencies, faces = analyse(clip, analyzer, fps)
-            results[label] = (frames / wall, latencies, faces)
-            if label == "5/s":
-                lat5 = latencies
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ff_wall = ffmpeg_decode(clip)
+    ff = n / ff_wall
+    av_wall = pyav_decode(clip)
+    rows = [("ffmpeg -threads 1 decode (baseline)", n / ff_wall, None, "")]
+    rows.append(("PyAV decode only (1 thread) + luma view", n / av_wall, None, ""))
+    lat5: list[float] = []
+    results = {}
+    for label, fps in (("5/s", 5.0), ("every", None)):
+        analyzer.tracker.reset()
+        wall, frames, latencies, faces = analyse(clip, analyzer, fps)
+        results[label] = (frames / wall, latencies, faces)
+        if label == "5/s":
+            lat5 = latencies
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-        print()
-        print(f"{'run':<44} {'fps':>8} {'x ffmpeg':>9} {'target':>8}  analysis ms p50/p95 (n)")
-        for label, fps_value, _, _ in rows:
-            print(f"{label:<44} {fps_value:8.1f} {fps_value / ff:9.2f}")
-        for label, title in (("5/s", "analyzer, 5 analyses/s"), ("every", "analyzer, every frame")):
-            fps_value, latencies, faces = results[label]
-            ms = [v * 1000 for v in latencies]
-            ok = "ok" if fps_value / ff >= TARGETS[label] else "MISS"
+    print()
+    print(f"{'run':<44} {'fps':>8} {'x ffmpeg':>9} {'target':>8}  analysis ms p50/p95 (n)")
+    for label, fps_value, _, _ in rows:
+        print(f"{label:<44} {fps_value:8.1f} {fps_value / ff:9.2f}")
+    for label, title in (("5/s", "analyzer, 5 analyses/s"), ("every", "analyzer, every frame")):
+        fps_value, latencies, faces = results[label]
+        ms = [v * 1000 for v in latencies]
+        ok = "ok" if fps_value / ff >= TARGETS[label] else "MISS"
+        print(
+            f"{title:<44} {fps_value:8.1f} {fps_value / ff:9.2f} {'>=' + str(TARGETS[label]):>6} {ok:<4}"
+            f" {percentile(ms, 50):.2f}/{percentile(ms, 95):.2f} ({len(ms)}); {faces}"
+        )
+    all_ms = [v * 1000 for v in lat5 + results["every"][1]]
+    p95 = percentile(all_ms, 95)
+    print(f"analysis latency per analysed frame (both runs): p50 {percentile(all_ms, 50):.2f} ms, "
+          f"p95 {p95:.2f} ms  (target <= {TARGETS['p95_ms']:g}: {'ok' if p95 <= TARGETS['p95_ms'] else 'MISS'})")
+    print(f"peak RSS of this process: {rss_mb:.0f} MB  (target <= {TARGETS['rss_mb']:g}: "
+          f"{'ok' if rss_mb <= TARGETS['rss_mb'] else 'MISS'})")
+
+    if args.live > 0:
+        print(f"\nlive: paced 1080p30 RTMP, worker pinned to core {core}, moto DynamoDB, {args.live:g} s …",
+              flush=True)
+        analyzer.tracker.reset()
+        report = live(clip, args.live, analyzer)
+        if "skipped" in report:
+            print(f"live skipped: {report['skipped']}")
+        else:
+            ok = "ok" if report["p95"] <= TARGETS["live_p95_s"] else "MISS"
             print(
-                f"{title:<44} {fps_value:8.1f} {fps_value / ff:9.2f} {'>=' + str(TARGETS[label]):>6} {ok:<4}"
-                f" {percentile(ms, 50):.2f}/{percentile(ms, 95):.2f} ({len(ms)}); {faces}"
+                f"publish → bucket written over {report['frames']} analysed frames / {report['seconds']} "
+                f"seconds: p50 {report['p50']:.3f} s, p95 {report['p95']:.3f} s, max {report['max']:.3f} s "
+                f"(target p95 <= {TARGETS['live_p95_s']:g} s: {ok}); dropped {report['dropped']}, "
+                f"worker exit {report['exit']}"
             )
-        all_ms = [v * 1000 for v in lat5 + results["every"][1]]
-        p95 = percentile(all_ms, 95)
-        print(f"analysis latency per analysed frame (both runs): p50 {percentile(all_ms, 50):.2f} ms, "
-              f"p95 {p95:.2f} ms  (target <= {TARGETS['p95_ms']:g}: {'ok' if p95 <= TARGETS['p95_ms'] else 'MISS'})")
-        print(f"peak RSS of this process: {rss_mb:.0f} MB  (target <= {TARGETS['rss_mb']:g}: "
-              f"{'ok' if rss_mb <= TARGETS['rss_mb'] else 'MISS'})")
-
-        if args.live > 0:
-            print(f"\nlive: paced 1080p30 RTMP, worker pinned to core {core}, moto DynamoDB, {args.live:g} s …",
-                  flush=True)
-            analyzer.tracker.reset()
-            report = live(clip, args.live, analyzer)
-            if "skipped" in report:
-                print(f"live skipped: {report['skipped']}")
-            else:
-                ok = "ok" if report["p95"] <= TARGETS["live_p95_s"] else "MISS"
-                print(
-                    f"publish → bucket written over {report['frames']} analysed frames / {report['seconds']} "
-                    f"seconds: p50 {report['p50']:.3f} s, p95 {report['p95']:.3f} s, max {report['max']:.3f} s "
-                    f"(target p95 <= {TARGETS['live_p95_s']:g} s: {ok}); dropped {report['dropped']}, "
-                    f"worker exit {report['exit']}"
-                )
     return 0
 
 
