@@ -6,7 +6,8 @@
 Starts its own `emotionctl local up` (temporary state dir, any free port), makes a clip from a real face
 photo (scikit-image's astronaut) and, for each session in turn:
 
-1. starts a local RTMP source (`ffmpeg -re -stream_loop -1 … -f flv -listen 1`) playing the clip;
+1. starts a local RTMP source (`emotionctl.media.RtmpSource`: `ffmpeg -re -stream_loop -1 … -listen 1`) playing
+   the clip;
 2. ``POST /v1/sessions`` → times until ``GET /v1/sessions/{id}/emotions`` shows a first observation (the
    first emotion bucket with a face, readable over HTTP): create → Step Functions → local Fargate agent →
    worker process start (imports, models) → stream open → analysis → DynamoDB → REST;
@@ -68,50 +69,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 # ------------------------------------------------------------------ fixtures
-def make_clip(directory: Path) -> Path:
-    """A 10 s 640x360 H.264 clip of a real, smiling face (one key frame a second)."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data
+def make_clip() -> Path:
+    """A 10 s 640x360 H.264 clip of a real, smiling face (one key frame a second), cached by emotionctl.media."""
+    from emotionctl.media.clips import make_face_clip
 
-    photo = directory / "face.png"
-    Image.fromarray(np.asarray(data.astronaut())).save(photo)
-    clip = directory / "face.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", str(photo), "-t", "10", "-r", "15",
-         "-vf", "scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:-1:-1,format=yuv420p",
-         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", str(clip)],
-        check=True, timeout=120,
-    )
-    return clip
+    return make_face_clip(640, 360, 15, segments=(("face", 10),))
 
 
 @contextmanager
 def rtmp_source(clip: Path) -> Iterator[str]:
-    """One RTMP listener (serves one client) looping the clip in real time; terminated by PID."""
-    port = free_port()
-    url = f"rtmp://127.0.0.1:{port}/live/bench"
-    process = subprocess.Popen(
-        ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f", "flv",
-         "-listen", "1", url],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _listening(port), 10, "the RTMP source to listen")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    """One RTMP listener (serves one client) looping the clip in real time (emotionctl.media.RtmpSource)."""
+    from emotionctl.media import RtmpSource
 
-
-def _listening(port: int) -> bool:
-    # ffmpeg -listen accepts exactly one client: probe the port without connecting to it.
-    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=False)
-    return str(port) in out.stdout
+    with RtmpSource(clip, loop=True, max_lifetime=600) as source:
+        yield source.url
 
 
 @dataclass
@@ -227,7 +198,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-flow-") as tmp:
         workdir = Path(tmp)
-        clip = make_clip(workdir)
+        clip = make_clip()
         with local_stack(workdir) as stack:
             timings: list[Timing] = []
             for index in range(args.sessions):
