@@ -67,4 +67,6 @@ def demo_command(args: argparse.Namespace) -> int:
         return 130
     except DemoError as exc:
         raise CliError(str(exc)) from None
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    return 0 if result.final.get("state") == "finished" else 1  # a failed session: its reason is printed
