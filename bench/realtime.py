@@ -13,8 +13,8 @@ publisher) and real aiohttp WebSocket clients.
    per event, DynamoDB requests and management-API posts per event, and an AWS cost estimate from list
    prices (override them with ``--price-*``; they are assumptions, not quotes).
 3. ``--source N`` (needs the analyzer worker in the local stack, and ffmpeg): frame published at the source →
-   ``1s`` event received, over N seconds of a real session on a live RTMP test pattern. A ``1s`` event covers
-   the frames received in one second of the session; its timestamp is that second's end, so
+   ``1s`` event received, over N seconds of a real session on a live RTMP face clip (emotionctl.media). A
+   ``1s`` event covers the frames received in one second of the session; its timestamp is that second's end, so
    ``received − timestamp`` is the age of the newest frame it can contain when it arrives (loopback adds
    2–8 ms between publishing and receiving a frame).
 
@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -237,29 +234,23 @@ async def tier(run: Running, probe: PublisherProbe, subscribers: int, buckets: i
 
 
 # ------------------------------------------------------------------ the whole product
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def source_mode(run: Running, seconds: int) -> dict[str, Any]:
-    if shutil.which("ffmpeg") is None:
-        return {"skipped": "ffmpeg is not installed"}
-    port = free_port()
-    url = f"rtmp://127.0.0.1:{port}/live/key"
-    ffmpeg = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
-         "-i", f"testsrc2=size=640x360:rate=15:duration={seconds + 60}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-tune", "zerolatency", "-g", "15", "-f", "flv", "-listen", "1", url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    from emotionctl.media import RtmpSource, ToolMissing, require_tools
+    from emotionctl.media.clips import make_face_clip
+
+    try:
+        require_tools("ffmpeg")
+    except ToolMissing as exc:
+        return {"skipped": str(exc)}
+    clip = await asyncio.to_thread(make_face_clip, 640, 360, 15, (("face", 10),))
+    source = RtmpSource(clip, loop=True, max_lifetime=seconds + 60).start()
+    url = source.url
     token = create_token(run.client("dynamodb"), run.table("ControlTable"), "bench-source")
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     states: list[str] = []
     try:
-        await asyncio.sleep(1.0)
+        await asyncio.to_thread(source.wait_ready)
         async with aiohttp.ClientSession() as http:
             async with http.post(run.stack.url + "/v1/sessions", json={"name": "bench", "streamUri": url},
                                  headers=headers) as response:
@@ -289,8 +280,7 @@ async def source_mode(run: Running, seconds: int) -> dict[str, Any]:
                 pass
             await ws.close()
     finally:
-        ffmpeg.terminate()
-        ffmpeg.wait(10)
+        source.stop()
     if not latencies:
         return {"skipped": f"no 1 s event arrived (worker states: {states})"}
     return {"events": len(latencies), "worker_states": states,
