@@ -243,7 +243,7 @@ Sink = Callable[[SecondResult], None]
 @dataclass
 class PipelineStats:
     frames: int = 0  # decoded frames seen
-    analysed: int = 0
+    analysed: int = 0  # analysed frames counted in a second (= the sum of the buckets' frames)
     dropped: int = 0  # due for analysis but late
 
 
@@ -294,11 +294,11 @@ class Pipeline:
             return
         sec = max(0, math.floor(frame.received - self._origin))
         if decision is Decision.DROP:
-            self.stats.dropped += 1
             with self._lock:
                 current = self._second(sec)
                 if current is not None:
                     current.dropped += 1
+                    self.stats.dropped += 1
             return
         started = time.perf_counter() if self.latencies is not None else 0.0
         # the tracker runs on stream time: frames that arrive in a burst (a server's cached GOP at connect) are
@@ -310,6 +310,7 @@ class Pipeline:
                 return
             bucket = current.bucket
             bucket.frames += 1
+            self.stats.analysed += 1  # under the lock: the counts always equal what the buckets hold
             scores = analysis.scores
             for i, track in enumerate(analysis.tracks):
                 probs = scores[i]
@@ -322,7 +323,6 @@ class Pipeline:
                         detail.box = analysis.boxes[i]
                         detail.score_sum += probs
                         detail.count += 1
-        self.stats.analysed += 1
         if self.latencies is not None:
             self.latencies.append(time.perf_counter() - started)
 
