@@ -1,9 +1,10 @@
 """The analyzer worker as its container runs it (``python -m analyzer.worker``, real models, real ingest) on live
-RTMP, RTSP and RTMPS sources, writing to DynamoDB on a moto server.
+RTSP and RTMPS sources, writing to DynamoDB on a moto server.
 
-tests/integration/test_worker_control.py covers every ending in detail with a scripted stream; here the same
-endings happen on real sockets: a stop, SIGTERM, a publisher killed mid-stream, a source above 1080p, nobody
-listening.
+tests/integration/test_worker.py does the same on RTMP in detail, and test_worker_control.py covers every ending
+with a scripted stream. Here the other two protocols, whose streams end differently (RTSP: the demuxer simply
+ends; RTMPS: the TLS tunnel closes), go through a stop, SIGTERM, a publisher killed mid-stream, a source above
+1080p and nobody listening.
 """
 
 from __future__ import annotations
@@ -129,19 +130,19 @@ def _dominant(per_emotion: dict[str, list[float]]) -> str:
     return max(per_emotion, key=lambda name: per_emotion[name][0])
 
 
-@pytest.mark.parametrize("protocol", ["rtmp", "rtsp", "rtmps"])
+@pytest.mark.parametrize("protocol", ["rtsp", "rtmps"])
 def test_worker_analyses_a_live_stream_until_stopped(
     serve: Serve, face_clip: Path, worker: Callable[[str], WorkerRun], protocol: str
 ) -> None:
     """The default clip (face 4 s, empty 3 s, face 4 s), looped: happiness while the face shows, no face in the
-    empty stretch, one track per sighting. RTMP ends with SIGTERM (as ECS stops a task), the others with the
-    user's stop flag."""
+    empty stretch, one track per sighting. RTMPS ends with SIGTERM (as ECS stops a task), RTSP with the user's
+    stop flag."""
     source = serve(protocol, face_clip, loop=True)
     run = worker(source.url)
     run.wait_for(lambda: run.worker_state() == "working", 60, "workerState working")
     # enough seconds for the face, the empty stretch and the face again
     run.wait_for(lambda: len(run.buckets()) >= 9, 60, "9 seconds of analysis")
-    if protocol == "rtmp":
+    if protocol == "rtmps":
         run.process.send_signal(signal.SIGTERM)
     else:
         run.repo.request_stop(run.session_id, USER, int(time.time() * 1000))
@@ -150,7 +151,7 @@ def test_worker_analyses_a_live_stream_until_stopped(
     item = run.session()
     assert item["meta"]["workerState"] == "stopped"
     assert [(s["type"], s["codec"], s["width"], s["height"]) for s in item["sources"]] == [("video", "h264", 640, 360)]
-    if protocol != "rtmp":
+    if protocol == "rtsp":
         assert (item["state"], item["meta"]["stopReason"]) == ("finished", "user_request")
     assert "error" not in item["meta"]
 
@@ -175,10 +176,12 @@ def test_worker_analyses_a_live_stream_until_stopped(
     assert set(tracks_per_sighting) == {1}
 
 
+@pytest.mark.parametrize("protocol", ["rtsp", "rtmps"])
 def test_worker_publisher_killed_reconnects_then_ends(
-    serve: Serve, small_clip: Path, worker: Callable[[str], WorkerRun]
+    serve: Serve, small_clip: Path, worker: Callable[[str], WorkerRun], protocol: str
 ) -> None:
-    source = serve("rtmp", small_clip, loop=True)  # one client: once killed, nobody listens again
+    """RTSP: the server dies; RTMPS: the publisher behind the tunnel dies (stunnel still accepts, then closes)."""
+    source = serve(protocol, small_clip)
     run = worker(source.url)
     run.wait_for(lambda: run.worker_state() == "working", 60, "workerState working")
     run.wait_for(lambda: len(run.buckets()) >= 2, 30, "2 seconds of analysis")
