@@ -1,4 +1,4 @@
-"""The whole product over the WebSocket: a real session on a live RTMP source (ffmpeg), created and stopped
+"""The whole product over the WebSocket: a real session on a live RTMP source (emotionctl.media), created and stopped
 over HTTP, followed on ``session_worker_state`` (connecting → working → stopped) and on a ``1s`` channel.
 
 Needs orchestration (state machine + local Fargate agent) and the analyzer worker in the local stack.
@@ -7,9 +7,6 @@ Needs orchestration (state machine + local Fargate agent) and the analyzer worke
 from __future__ import annotations
 
 import itertools
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,40 +20,19 @@ pytestmark = [pytest.mark.stack, pytest.mark.media]
 SOURCE_SECONDS = 120  # the source stops by itself
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def rtmp_source() -> Iterator[str]:
-    """A live H.264 test pattern served by ffmpeg on rtmp://127.0.0.1:PORT/live/key (one client)."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed (make setup installs it)")
-    port = _free_port()
-    url = f"rtmp://127.0.0.1:{port}/live/key"
-    process = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi",
-         "-i", f"testsrc2=size=640x360:rate=15:duration={SOURCE_SECONDS}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15",
-         "-f", "flv", "-listen", "1", url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    """A live face clip served by ffmpeg on rtmp://127.0.0.1:PORT/live/KEY (one client; emotionctl.media)."""
+    from emotionctl.media import RtmpSource, ToolMissing, require_tools
+    from emotionctl.media.clips import make_face_clip
+
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # wait until it listens (without connecting: one client only)
-            if any(f":{port:04X} " in line and " 0A " in line for line in open("/proc/net/tcp", encoding="ascii")):
-                break
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        require_tools("ffmpeg")
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+    clip = make_face_clip(640, 360, 15, segments=(("face", 10),))
+    with RtmpSource(clip, loop=True, max_lifetime=SOURCE_SECONDS) as source:
+        yield source.url
 
 
 def _dedup(states: list[str]) -> list[str]:
