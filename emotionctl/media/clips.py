@@ -117,6 +117,7 @@ def make_face_clip(
     try:
         log.info("encoding test clip %s", path.name)
         _encode(spec, tmp)
+        tmp.chmod(0o644)  # mkstemp makes it private; the cache is shared by tests, benches and tools
         os.replace(tmp, path)  # atomic: readers never see a partial clip
     finally:
         tmp.unlink(missing_ok=True)

@@ -2,11 +2,14 @@
 
 Run by the SYSTEM Python (GStreamer's bindings are the Debian package python3-gi, not a PyPI package):
 
-    /usr/bin/python3 rtsp_server.py CLIP [--port 0] [--path /live] [--lifetime 300]
+    /usr/bin/python3 rtsp_server.py CLIP [--port 0] [--path /live] [--lifetime 300] [--trace]
 
 Every client gets its own pipeline that plays the clip from its start (the H.264 is sent as is, no
-re-encoding). Prints ``READY <port>`` on stdout once it listens; stops by itself after ``--lifetime`` seconds,
-when its parent process dies, or on SIGTERM/SIGINT. Standard library and GStreamer only.
+re-encoding). Prints ``READY <port>`` on stdout once it listens; with ``--trace``, ``PLAY <epoch seconds>``
+each time a client's pipeline starts playing: the wall-clock time of its running time 0 (a frame is sent when
+the pipeline clock reaches its running time, so frame ``pts`` leaves at that time + ``pts``). Stops by itself
+after ``--lifetime`` seconds, when its parent process dies, or on SIGTERM/SIGINT. Standard library and
+GStreamer only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 import gi
 
@@ -23,12 +27,25 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
+def playing(media: GstRtspServer.RTSPMedia, state: Gst.State) -> None:
+    if state != Gst.State.PLAYING:
+        return
+    pipeline = media.get_element().get_parent()
+    clock = pipeline.get_clock()
+    if clock is None:
+        return
+    running = clock.get_time() - pipeline.get_base_time()  # ns of running time now
+    sys.stdout.write(f"PLAY {time.time() - running / 1e9:.6f}\n")
+    sys.stdout.flush()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("clip", help="an mp4 file with one H.264 video track")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--path", default="/live")
     parser.add_argument("--lifetime", type=float, default=300.0, help="seconds before stopping by itself")
+    parser.add_argument("--trace", action="store_true", help="print when each client's playback starts")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -36,6 +53,8 @@ def main() -> int:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(f'( filesrc location="{clip}" ! qtdemux ! rtph264pay name=pay0 pt=96 config-interval=-1 )')
     factory.set_shared(False)  # each client plays from the start
+    if args.trace:
+        factory.connect("media-configure", lambda _factory, media: media.connect("new-state", playing))
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))

@@ -21,12 +21,12 @@ PID.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import logging
 import math
 import os
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -155,21 +155,56 @@ def listening(port: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- processes
-class _Child:
-    """One child process; stderr to a temporary file (read back for errors); ended by its PID only."""
+LineHandler = Callable[[str, float], None]  # (line, wall-clock time it was read)
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, stdout: int | None = None):
+
+class _Child:
+    """One child process, ended by its PID only. stderr goes to a temporary file (read back for errors), or,
+    with ``on_stderr``, line by line to that handler (the last lines are kept for errors); ``on_stdout`` gets
+    stdout line by line. Handlers run on a reader thread and get each line with the time it was read."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        on_stdout: LineHandler | None = None,
+        on_stderr: LineHandler | None = None,
+    ) -> None:
         self.name = name
-        self._log = tempfile.TemporaryFile(prefix=f"emotion-{name}-")  # noqa: SIM115  # closed in close()
+        self._log = None if on_stderr else tempfile.TemporaryFile(prefix=f"emotion-{name}-")  # noqa: SIM115
+        self._tail: collections.deque[str] = collections.deque(maxlen=40)
         self.process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else subprocess.DEVNULL,
-            stderr=self._log,
+            stdout=subprocess.PIPE if on_stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE if on_stderr else self._log,
             env=env,
             start_new_session=True,  # a terminal's Ctrl-C goes to the test runner, which stops us in order
         )
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, handler, keep), name=f"{name}-{what}", daemon=True)
+            for stream, handler, keep, what in (
+                (self.process.stdout, on_stdout, False, "stdout"),
+                (self.process.stderr, on_stderr, True, "stderr"),
+            )
+            if stream is not None and handler is not None
+        ]
+        for reader in self._readers:
+            reader.start()
         log.debug("%s started (pid %d)", name, self.process.pid)
+
+    def _read(self, stream: IO[bytes], handler: LineHandler, keep: bool) -> None:
+        for raw in stream:
+            now = time.time()
+            line = raw.decode("utf-8", "replace").rstrip()
+            if keep:
+                self._tail.append(line)
+            try:
+                handler(line, now)
+            except Exception:  # a handler's bug must not stop the reading (the child would block)
+                log.exception("%s: line handler failed", self.name)
 
     @property
     def pid(self) -> int:
@@ -193,18 +228,31 @@ class _Child:
             self.process.wait(5)
 
     def errors(self, limit: int = 2000) -> str:
-        try:
-            self._log.seek(0)
-            text = self._log.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
+        if self._log is None:
+            for reader in self._readers:
+                reader.join(1)  # the rest of the output of a process that exited
+            text = "\n".join(line for line in self._tail if not _is_trace(line))
+        else:
+            try:
+                self._log.seek(0)
+                text = self._log.read().decode("utf-8", "replace")
+            except (OSError, ValueError):
+                return ""
         return text[-limit:].strip()
 
     def close(self) -> None:
         self.end()
-        if self.process.stdout:
-            self.process.stdout.close()
-        self._log.close()
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        if self._log is not None:
+            self._log.close()
+
+
+def _is_trace(line: str) -> bool:
+    return line.startswith(("muxer <-", "demuxer", "PLAY "))
 
 
 _live: weakref.WeakSet[LiveSource] = weakref.WeakSet()
@@ -253,6 +301,11 @@ class LiveSource:
 
     def kill(self) -> None:
         """SIGKILL the publisher, as a crash would."""
+        raise NotImplementedError
+
+    def sent_at(self, pts_seconds: float) -> float | None:
+        """With ``trace=True``: the wall-clock time (``time.time()``) at which the publisher sent the video frame
+        with this presentation time (as the client's demuxer reports it) to the current client; None if unknown."""
         raise NotImplementedError
 
     # -- life cycle
@@ -335,7 +388,8 @@ class RtmpSource(LiveSource):
 
     ``loop``: replay the clip until stopped (else the stream ends with the clip). ``relisten``: after each
     client (or a :meth:`kill`), listen again on the same URL until stopped. Each client sees the clip from
-    its start, paced in real time from its connection.
+    its start, paced in real time from its connection. ``trace``: record when each video packet is handed to
+    the RTMP connection (FFmpeg's ``-debug_ts``), for :meth:`sent_at` (latency measurements).
     """
 
     name = "rtmp"
@@ -349,6 +403,7 @@ class RtmpSource(LiveSource):
         port: int | None = None,
         key: str | None = None,
         max_lifetime: float = DEFAULT_LIFETIME,
+        trace: bool = False,
     ) -> None:
         super().__init__(max_lifetime)
         self.clip = Path(clip)
@@ -356,6 +411,8 @@ class RtmpSource(LiveSource):
             raise FileNotFoundError(f"no clip at {self.clip}")
         self.loop = loop
         self.relisten = relisten
+        self.trace = trace
+        self._sent: dict[int, float] = {}  # FLV timestamp (ms) -> wall-clock time it was sent
         self.port = port or free_port()
         self.key = key or secrets.token_hex(6)
         self.listeners = 0  # listeners started so far (one per client with relisten)
@@ -381,14 +438,30 @@ class RtmpSource(LiveSource):
 
     def _spawn(self) -> None:
         seconds = max(1, math.ceil(self.remaining()))
-        argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re"]
+        argv = ["ffmpeg", "-nostdin", "-hide_banner"]
+        argv += ["-loglevel", "info", "-nostats", "-debug_ts"] if self.trace else ["-loglevel", "error"]
+        argv += ["-re"]
         if self.loop:
             argv += ["-stream_loop", "-1"]
         # -t bounds the stream (paced: ≈ wall seconds); -timeout bounds the wait for a client (rtmp, seconds)
         argv += ["-i", str(self.clip), "-c", "copy", "-t", str(seconds), "-f", "flv"]
         argv += ["-listen", "1", "-timeout", str(seconds), self.url]
-        self._child = _Child(self.name, argv)
+        self._sent = {}
+        self._child = _Child(self.name, argv, on_stderr=self._on_stderr if self.trace else None)
         self.listeners += 1
+
+    def _on_stderr(self, line: str, now: float) -> None:
+        # "muxer <- type:video pkt_pts:67 pkt_pts_time:0.067 ...": written to the (unbuffered) RTMP connection
+        if line.startswith("muxer <- type:video"):
+            for field_ in line.split():
+                if field_.startswith("pkt_pts_time:"):
+                    self._sent.setdefault(round(float(field_.split(":", 1)[1]) * 1000), now)
+                    break
+
+    def sent_at(self, pts_seconds: float) -> float | None:
+        if not self.trace:
+            raise SourceError("sent_at needs a source started with trace=True")
+        return self._sent.get(round(pts_seconds * 1000))
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -429,17 +502,28 @@ class RtmpSource(LiveSource):
 class RtspSource(LiveSource):
     """GStreamer's RTSP server at ``rtsp://127.0.0.1:PORT/live``: each client gets ``clip`` from its start,
     in real time, H.264 as is (no re-encoding). The stream ends with the clip; ``loop=True`` serves a copy of
-    the clip repeated to cover the source's lifetime (made once with ``ffmpeg -c copy``, cached)."""
+    the clip repeated to cover the source's lifetime (made once with ``ffmpeg -c copy``, cached). ``trace``:
+    record when each client's playback started, for :meth:`sent_at` (GStreamer sends a frame when the
+    pipeline clock reaches its running time)."""
 
     name = "rtsp"
 
-    def __init__(self, clip: Path | str, loop: bool = False, *, max_lifetime: float = DEFAULT_LIFETIME) -> None:
+    def __init__(
+        self,
+        clip: Path | str,
+        loop: bool = False,
+        *,
+        max_lifetime: float = DEFAULT_LIFETIME,
+        trace: bool = False,
+    ) -> None:
         super().__init__(max_lifetime)
         self.clip = Path(clip)
         if not self.clip.is_file():
             raise FileNotFoundError(f"no clip at {self.clip}")
         self.loop = loop
+        self.trace = trace
         self.port = 0
+        self.play_times: list[float] = []  # with trace: wall-clock time of running time 0, one per client
         self._child: _Child | None = None
 
     @property
@@ -458,19 +542,23 @@ class RtspSource(LiveSource):
         clip = looped_clip(self.clip, self.max_lifetime) if self.loop else self.clip
         argv = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), str(clip), "--port", "0", "--path", "/live"]
         argv += ["--lifetime", str(math.ceil(self.max_lifetime) + 5)]
-        self._child = _Child(self.name, argv, env=_system_env(), stdout=subprocess.PIPE)
+        if self.trace:
+            argv.append("--trace")
+        self._child = _Child(self.name, argv, env=_system_env(), on_stdout=self._on_stdout)
+
+    def _on_stdout(self, line: str, now: float) -> None:
+        if line.startswith("READY "):
+            self.port = int(line.split()[1])
+        elif line.startswith("PLAY "):
+            self.play_times.append(float(line.split()[1]))
 
     def _ready(self) -> bool:
-        if self.port:
-            return True
-        child = self._child
-        if child is None or child.process.stdout is None:
-            return False
-        line = _read_line(child.process.stdout)
-        if line and line.startswith("READY "):
-            self.port = int(line.split()[1])
-            return True
-        return False
+        return bool(self.port)
+
+    def sent_at(self, pts_seconds: float) -> float | None:
+        if not self.trace:
+            raise SourceError("sent_at needs a source started with trace=True")
+        return self.play_times[-1] + pts_seconds if self.play_times else None
 
     def _children(self) -> list[_Child]:
         return [self._child] if self._child else []
@@ -484,14 +572,6 @@ class RtspSource(LiveSource):
     def _stop(self) -> None:
         if self._child is not None:
             self._child.close()
-
-
-def _read_line(stream: IO[bytes]) -> str | None:
-    """One line from a child's stdout if one is ready (the server writes a single short line)."""
-    ready, _, _ = select.select([stream], [], [], 0)
-    if not ready:
-        return None
-    return stream.readline().decode("ascii", "replace").strip()
 
 
 def looped_clip(clip: Path, seconds: float) -> Path:
@@ -512,6 +592,7 @@ def looped_clip(clip: Path, seconds: float) -> Path:
              "-i", str(clip), "-c", "copy", "-movflags", "+faststart", tmp],
             check=True, timeout=300, capture_output=True,
         )  # fmt: skip
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except subprocess.CalledProcessError as exc:
         raise SourceError(f"cannot loop {clip.name}: {exc.stderr.decode(errors='replace')[-500:]}") from None
@@ -536,7 +617,8 @@ def _duration(clip: Path) -> float:
 class RtmpsSource(LiveSource):
     """``stunnel4`` with a throw-away self-signed certificate (CN=127.0.0.1) in front of an
     :class:`RtmpSource`: ``rtmps://127.0.0.1:PORT/live/KEY``. :meth:`kill` kills the RTMP publisher behind
-    the tunnel (the TLS side then closes the client's connection)."""
+    the tunnel (the TLS side then closes the client's connection). ``trace`` times the RTMP publisher's sends
+    (into the tunnel)."""
 
     name = "rtmps"
 
@@ -547,9 +629,10 @@ class RtmpsSource(LiveSource):
         relisten: bool = False,
         *,
         max_lifetime: float = DEFAULT_LIFETIME,
+        trace: bool = False,
     ) -> None:
         super().__init__(max_lifetime)
-        self.rtmp = RtmpSource(clip, loop, relisten, max_lifetime=max_lifetime)
+        self.rtmp = RtmpSource(clip, loop, relisten, max_lifetime=max_lifetime, trace=trace)
         self.port = free_port()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._child: _Child | None = None
@@ -598,6 +681,9 @@ class RtmpsSource(LiveSource):
 
     def kill(self) -> None:
         self.rtmp.kill()
+
+    def sent_at(self, pts_seconds: float) -> float | None:
+        return self.rtmp.sent_at(pts_seconds)
 
     def _stop(self) -> None:
         if self._child is not None:

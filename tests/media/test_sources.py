@@ -64,6 +64,21 @@ def test_open_describe_and_decode(serve: Serve, small_clip: Path, protocol: str)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_trace_tells_when_each_frame_was_sent(serve: Serve, small_clip: Path, protocol: str) -> None:
+    """trace=True (for latency measurements): every frame decoded after the open has a send time before it."""
+    source = serve(protocol, small_clip, trace=True)
+    container = ingest.open_stream(source.url, TIMEOUT)
+    try:
+        frames = _read(container, 20)
+    finally:
+        container.close()
+    sent = [(source.sent_at(f.pts_seconds), f.received) for f in frames if f.pts_seconds is not None]
+    assert len(sent) >= 19
+    assert all(at is not None and at <= received for at, received in sent), sent
+    assert [at for at, _ in sent] == sorted(at for at, _ in sent)  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_publisher_killed_mid_stream_ends_the_stream(serve: Serve, small_clip: Path, protocol: str) -> None:
     source = serve(protocol, small_clip)
     container = ingest.open_stream(source.url, TIMEOUT)
