@@ -30,7 +30,10 @@ class ModelsError(RuntimeError):
 
 def repo_root() -> Path | None:
     """The source checkout this package runs from, or None when installed elsewhere (the image)."""
-    root = Path(__file__).resolve().parents[3]  # containers/analyzer/analyzer/models.py -> repo
+    parents = Path(__file__).resolve().parents  # containers/analyzer/analyzer/models.py -> repo
+    if len(parents) < 4:  # installed shallow, e.g. /app/analyzer in the image
+        return None
+    root = parents[3]
     if (root / "pyproject.toml").is_file() and (root / "containers" / "analyzer").is_dir():
         return root
     return None
