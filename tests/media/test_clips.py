@@ -28,6 +28,7 @@ def test_clip_format_for_live_sources(small_clip: Path) -> None:
             if packet.size == 0:
                 continue
             if packet.is_keyframe:
+                assert packet.pts is not None and packet.time_base is not None
                 keyframes.append(float(packet.pts * packet.time_base))
             n += 1
     assert n == sum(seconds for _, seconds in SEGMENTS) * FPS
@@ -119,6 +120,7 @@ def test_the_real_detector_sees_one_happy_face_only_in_face_segments(model_dir: 
                 continue
             luma = frame.to_ndarray(format="gray")
             faces = detector.detect(luma)
+            assert frame.pts is not None and stream.time_base is not None
             kind = segment_at(SEGMENTS, float(frame.pts * stream.time_base))
             if kind == "empty":
                 assert faces == [], f"a face in the empty segment at frame {i}"
