@@ -469,7 +469,10 @@ class RtmpSource(LiveSource):
             if child is not None and child.alive():
                 time.sleep(0.02)
                 continue
-            with self._lock:
+            # stop() holds the lock while it joins this thread: never block on it
+            if not self._lock.acquire(timeout=0.05):
+                continue
+            try:
                 if self._stopping.is_set() or self.remaining() < 1:
                     return
                 if child is not None:
@@ -477,6 +480,8 @@ class RtmpSource(LiveSource):
                         log.info("rtmp listener exited %s: %s", child.process.returncode, child.errors(500))
                     child.close()
                 self._spawn()
+            finally:
+                self._lock.release()
 
     def _ready(self) -> bool:
         return listening(self.port)
