@@ -80,7 +80,10 @@ class Channels:
         if body is not None:
             message["body"] = body
         await self.ws.send_str(json.dumps(message))
-        reply = await asyncio.wait_for(future, timeout)
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise DemoError(f"WebSocket {path}: no reply within {timeout:.0f} s") from None
         if reply.get("status") != 200:
             error = (reply.get("body") or {}).get("message", reply)
             raise DemoError(f"WebSocket {path}: {reply.get('status')} {error}")

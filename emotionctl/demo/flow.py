@@ -104,7 +104,10 @@ async def run_demo(options: DemoOptions, out: TextIO, signals: Signals | None = 
             else:
                 state_file = options.stack_file or state_path()
             target = find_stack(state_file, options.endpoint)
-            await _Demo(options, target, screen, result, signals).run()
+            try:
+                await _Demo(options, target, screen, result, signals).run()
+            except aiohttp.ClientError as exc:
+                raise DemoError(f"cannot reach the API at {target.api_url}: {exc}") from None
     result.interrupted = signals.stop.is_set()
     return result
 
@@ -146,6 +149,7 @@ class _Demo:
                         await channels.request("auth:token", {"token": token})
                         await self._create(source_url)
                         try:
+                            await self._subscribe()
                             await self._watch()
                         except BaseException:
                             with contextlib.suppress(Exception):  # the original error is the one to see
@@ -176,6 +180,10 @@ class _Demo:
         self.screen.line(f"  session   {session_id}   (user {self.options.user!r}, analysis at "
                          f"{self.options.analysis_fps:g} frames/s, POST /v1/sessions)")
         self.screen.line()
+
+    async def _subscribe(self) -> None:
+        assert self.channels is not None and self.result.session_id is not None
+        session_id = self.result.session_id
         await self.channels.request("channels:subscribe", {"channel": "session_worker_state", "key": session_id})
         await self.channels.request("channels:subscribe",
                                     {"channel": "session_emotions_intensities", "key": f"{session_id}:1s"})
