@@ -157,9 +157,9 @@ def run_probe(args: argparse.Namespace) -> int:
     except ingest.IngestError as exc:
         reason = str(exc).replace(args.uri, redact_uri(args.uri))
         result = {"uri": redact_uri(args.uri), "accepted": False, "reason": reason, "sources": []}
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
         return EXIT_UNREACHABLE
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     return EXIT_OK if result.get("accepted") else EXIT_REJECTED
 
 
