@@ -28,15 +28,23 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
 def playing(media: GstRtspServer.RTSPMedia, state: Gst.State) -> None:
-    if state != Gst.State.PLAYING:
-        return
+    if state == Gst.State.PLAYING:
+        # The pipeline may not have its clock yet when the state changes (seen on a loaded machine):
+        # report from the main loop, retrying every 5 ms for up to a second.
+        attempts = iter(range(200))
+        GLib.timeout_add(5, report_play, media, attempts)
+
+
+def report_play(media: GstRtspServer.RTSPMedia, attempts: object) -> bool:
+    """Print when running time 0 was on the wall clock; True asks GLib to call again (no clock yet)."""
     pipeline = media.get_element().get_parent()
-    clock = pipeline.get_clock()
+    clock = pipeline.get_clock() if pipeline is not None else None
     if clock is None:
-        return
+        return next(attempts, None) is not None  # type: ignore[call-overload]
     running = clock.get_time() - pipeline.get_base_time()  # ns of running time now
     sys.stdout.write(f"PLAY {time.time() - running / 1e9:.6f}\n")
     sys.stdout.flush()
+    return False
 
 
 def main() -> int:

@@ -74,7 +74,9 @@ def test_trace_tells_when_each_frame_was_sent(serve: Serve, small_clip: Path, pr
         container.close()
     sent = [(source.sent_at(f.pts_seconds), f.received) for f in frames if f.pts_seconds is not None]
     assert len(sent) >= 19
-    assert all(at is not None and at <= received for at, received in sent), sent
+    # Send times are stamped when this process reads the publisher's log line, on a reader thread that competes
+    # with the decoding thread for the GIL: allow it to lag a little behind the frame it describes.
+    assert all(at is not None and at <= received + 0.1 for at, received in sent), sent
     assert [at for at, _ in sent] == sorted(at for at, _ in sent)  # type: ignore[type-var]
 
 
