@@ -248,7 +248,7 @@ class WebSocketGateway:
         endpoint = self.management_endpoint
         os.environ["WEBSOCKET_MANAGEMENT_ENDPOINT"] = endpoint
         stack.function_env["WEBSOCKET_MANAGEMENT_ENDPOINT"] = endpoint
-        from emotion_shared.ws import runtime
+        import emotion_shared.ws.runtime as runtime
 
         runtime.reset()
         every = functions_from_template(
@@ -282,7 +282,7 @@ class WebSocketGateway:
             connection.closing = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.ws.close(code=1001, message=b"server shutting down"), 2)
-        from emotion_shared.ws import runtime
+        import emotion_shared.ws.runtime as runtime
 
         runtime.reset()
 
