@@ -165,7 +165,8 @@ class HttpServer:
         self.runner: web.AppRunner | None = None
 
     async def start(self, stack: LocalStack) -> None:
-        stack.app.router.add_route("*", "/{tail:.*}", stack.fallback)
+        # [\s\S], not ".": a path may hold an encoded newline (%0A), which "." would leave to aiohttp's plain 404
+        stack.app.router.add_route("*", r"/{tail:[\s\S]*}", stack.fallback)
         self.runner = web.AppRunner(stack.app, access_log=None, shutdown_timeout=self.shutdown_timeout,
                                     handle_signals=False)
         await self.runner.setup()

@@ -109,6 +109,27 @@ def test_create_rejects_non_json_content_and_bad_base64(api: Api) -> None:
     assert resp.status == 400 and "base64" in resp.body["message"]
 
 
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=x", "Application/X-WWW-Form-Urlencoded"]
+)
+def test_create_refuses_form_bodies_with_400(api: Api, content_type: str) -> None:
+    # found by schemathesis (tests/stack/test_fuzz.py): multipart without a boundary crashed Powertools' parser
+    resp = api.call("POST", "/v1/sessions", raw_body='{"name": "x", "streamUri": "rtmp://127.0.0.1/x"}',
+                    headers={"Content-Type": content_type})
+    assert resp.status == 400 and "Content-Type: application/json" in resp.body["message"], resp.body
+
+
+@pytest.mark.parametrize("session_id", ["\n", "a\x0fb", '"quoted"', "#frag", "\u00e9\U0001f600"])
+@pytest.mark.parametrize("method, suffix", [("GET", ""), ("DELETE", ""), ("POST", "/stop"), ("GET", "/emotions"),
+                                            ("GET", "/emotions/timeline")])
+def test_ids_the_path_pattern_refuses_are_404_not_405(api: Api, session_id: str, method: str, suffix: str) -> None:
+    # found by schemathesis: ids with characters outside Powertools' path pattern were answered 405 "use GET"
+    resp = api.call(method, f"/v1/sessions/{session_id}{suffix}")
+    assert resp.status == 404, resp.body
+    assert resp.body == {"error": True, "status": 404, "message": resp.body["message"]}
+    assert "not found" in resp.body["message"]
+
+
 def test_create_accepts_a_base64_body(api: Api) -> None:
     import base64
 

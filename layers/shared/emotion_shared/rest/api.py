@@ -31,11 +31,13 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from ..auth import Principal
 from ..config import DEFAULT_PRODUCT
-from ..errors import RateLimited
+from ..errors import NotFound, RateLimited
 from . import deps
-from .errors import ApiError, MethodNotAllowed, api_error, proxy_response
+from .errors import JSON_ONLY, ApiError, MethodNotAllowed, api_error, proxy_response
 from .observability import logger, metrics, tracer
 from .routes import allowed_methods, router
+
+SESSION_NOT_FOUND = "session not found (ids are 24 lowercase hex characters)"
 
 
 def _json_loads(text: str | bytes) -> Any:
@@ -59,13 +61,28 @@ def _any_error(exc: Exception) -> Response:
     return api_error(exc).response()
 
 
+def _unrouted_error(method: str, path: str) -> ApiError:
+    """The answer for a request no route took: a missing session, a wrong method (405) or an unknown path."""
+    methods = allowed_methods(path)
+    if method in methods:
+        # A known route and method whose ``{id}`` holds characters Powertools' path pattern refuses (control
+        # characters, ``"``, ``#``…): no session can have such an id, so it is a missing session, not a 405.
+        return api_error(NotFound(SESSION_NOT_FOUND))
+    if methods:
+        return api_error(MethodNotAllowed(method, path, methods))
+    return api_error(NotFoundError())
+
+
 @app.not_found
 def _not_found(exc: NotFoundError) -> Response:
     path = str(app.context.get("_path") or app.current_event.path)
-    methods = allowed_methods(path)
-    if methods:
-        return api_error(MethodNotAllowed(app.current_event.http_method, path, methods)).response()
-    return api_error(exc).response()
+    return _unrouted_error(app.current_event.http_method, path).response()
+
+
+def _has_control_characters(path: str) -> bool:
+    """Powertools matches routes with ``$``, which also matches before a trailing newline: ``/v1/sessions/%0A``
+    would be answered as the list. No route has control characters, so such paths never reach the resolver."""
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in path)
 
 
 def principal_from_event(event: Mapping[str, Any]) -> Principal | None:
@@ -90,6 +107,19 @@ def _decode_body(event: dict[str, Any]) -> dict[str, Any] | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return {**event, "body": text, "isBase64Encoded": False}
+
+
+def _is_form_body(event: Mapping[str, Any]) -> bool:
+    """A form or multipart Content-Type: the API reads JSON bodies only. Powertools would parse these two
+    itself (and crash on a multipart type without a boundary), so they are refused before the resolver."""
+    headers = event.get("headers")
+    if not isinstance(headers, Mapping):
+        return False
+    value = next((v for k, v in headers.items() if str(k).lower() == "content-type"), None)
+    if not isinstance(value, str):
+        return False
+    media_type = value.split(";", 1)[0].strip().lower()
+    return media_type.startswith("multipart/") or media_type == "application/x-www-form-urlencoded"
 
 
 def _with_headers(response: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
@@ -122,6 +152,11 @@ def _gateway(event: dict[str, Any], context: Any) -> dict[str, Any]:
             else "too many concurrent requests; retry in a moment"
         )
         return proxy_response(api_error(RateLimited(message, decision.retry_after)), limit_headers)
+    path, method = event.get("path"), event.get("httpMethod")
+    if isinstance(path, str) and isinstance(method, str) and _has_control_characters(path):
+        return proxy_response(_unrouted_error(method, path), limit_headers)
+    if _is_form_body(event):
+        return proxy_response(ApiError(400, JSON_ONLY), limit_headers)
     decoded = _decode_body(event)
     if decoded is None:
         return proxy_response(ApiError(400, "request body is not valid base64-encoded UTF-8"), limit_headers)

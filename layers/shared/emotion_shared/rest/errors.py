@@ -34,6 +34,8 @@ from ..service import is_transient
 
 logger = logging.getLogger(__name__)
 
+JSON_ONLY = "request body must be JSON: send it with Content-Type: application/json"
+
 REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -140,7 +142,7 @@ def api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, RequestValidationError):
         return ApiError(400, validation_message(exc.errors()))
     if isinstance(exc, RequestUnsupportedContentType):
-        return ApiError(400, "request body must be JSON: send it with Content-Type: application/json")
+        return ApiError(400, JSON_ONLY)
     if isinstance(exc, MethodNotAllowed):
         return ApiError(
             405,

@@ -30,14 +30,14 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/sessions/{id}/emotions/timeline": ("GET",),
 }
 _ROUTE_RES = [
-    (re.compile("^" + re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/*$"), methods)
+    (re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/*"), methods)
     for path, methods in ROUTES.items()
 ]
 
 
 def allowed_methods(path: str) -> tuple[str, ...]:
     for pattern, methods in _ROUTE_RES:
-        if pattern.match(path):
+        if pattern.fullmatch(path):  # not match + "$": "$" also matches before a trailing newline
             return methods
     return ()
 
