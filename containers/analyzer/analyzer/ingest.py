@@ -41,11 +41,22 @@ class StreamUnreachable(IngestError):
 
 
 class StreamEnded(IngestError):
-    """An open stream ended or stalled (publisher gone, end of stream, read timeout)."""
+    """An open stream ended or stalled. ``cause``: ``"eof"`` (the demuxer reached the end: RTSP server gone, a
+    finite stream over), ``"dropped"`` (the connection failed: RTMP publisher gone → EIO, reset) or
+    ``"stalled"`` (no packet within the read timeout: a frozen peer)."""
+
+    def __init__(self, message: str, cause: str = "eof") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ResolutionExceeded(IngestError):
-    """The stream is larger than 1080p."""
+    """The stream is larger than 1080p (see :func:`resolution_allowed`); ``width``/``height`` as seen."""
+
+    def __init__(self, message: str, width: int = 0, height: int = 0) -> None:
+        super().__init__(message)
+        self.width = width
+        self.height = height
 
 
 class UnsupportedStream(IngestError):
@@ -53,13 +64,15 @@ class UnsupportedStream(IngestError):
 
 
 def resolution_allowed(width: int, height: int) -> bool:
-    """True for anything that fits 1920x1080 in either orientation."""
+    """True for anything that fits 1920x1080 in either orientation: long side ≤ 1920 and short side ≤ 1080
+    (which also bounds the pixel count to 1920*1080). 1080x1920 portrait passes; 2560x1080, 1920x1200 and
+    1088x1088 do not (the last two are short-side violations)."""
     return max(width, height) <= MAX_LONG_SIDE and min(width, height) <= MAX_SHORT_SIDE
 
 
 def check_resolution(width: int, height: int) -> None:
     if not resolution_allowed(width, height):
-        raise ResolutionExceeded(f"stream resolution {width}x{height} is above the 1080p maximum")
+        raise ResolutionExceeded(f"stream resolution {width}x{height} is above the 1080p maximum", width, height)
 
 
 def _options(uri: str) -> dict[str, str]:
@@ -75,8 +88,8 @@ def open_stream(uri: str, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Any
     """Open a live stream for decoding; checks that it has video within the resolution rule."""
     try:
         container = av.open(uri, mode="r", options=_options(uri), timeout=(float(timeout[0]), float(timeout[1])))
-    except av.error.ExitError as exc:  # immediate EOF at open
-        raise StreamUnreachable(f"stream closed while opening: {exc}") from None
+    except av.error.ExitError:  # PyAV's open timeout interrupted the connect/handshake/probe
+        raise StreamUnreachable(f"no answer within the open timeout ({float(timeout[0]):g} s)") from None
     except (av.error.FFmpegError, OSError) as exc:
         raise StreamUnreachable(f"cannot open stream: {_describe(exc)}") from None
     try:
@@ -182,10 +195,90 @@ def frames(container: Any, stop: StopFlag | None = None) -> Iterator[Frame]:
                 return
     except av.error.EOFError:
         pass
-    except av.error.ExitError:
-        pass
+    except av.error.ExitError:  # PyAV's read timeout interrupted a blocked read: nothing came for that long
+        raise StreamEnded("stream stalled: no data within the read timeout", "stalled") from None
     except (av.error.FFmpegError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno not in (errno.EIO, errno.ETIMEDOUT, errno.ECONNRESET, None):
-            raise StreamEnded(f"stream read failed: {_describe(exc)}") from None
-        raise StreamEnded(f"stream ended: {_describe(exc)}") from None
-    raise StreamEnded("end of stream")
+            raise StreamEnded(f"stream read failed: {_describe(exc)}", "dropped") from None
+        raise StreamEnded(f"stream ended: {_describe(exc)}", "dropped") from None
+    raise StreamEnded("end of stream", "eof")
+
+
+# ------------------------------------------------------------------------------------------- reconnecting
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """Exponential backoff within a window: delays ``initial``, ``initial*factor``, … capped at ``max_delay``;
+    no new attempt once ``window_seconds`` have passed since the first one."""
+
+    window_seconds: float = 30.0
+    initial: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.window_seconds < 0 or self.initial <= 0 or self.factor < 1 or self.max_delay < self.initial:
+            raise ValueError(f"invalid reconnect policy: {self}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.max_delay, self.initial * self.factor ** max(0, attempt - 1)))
+
+
+# The shortest open timeout an attempt gets when the window is almost spent (an open needs a few round trips).
+MIN_ATTEMPT_OPEN_SECONDS = 1.0
+
+Opener = Callable[[str, tuple[float, float]], Any]
+AttemptHook = Callable[[int, "StreamUnreachable | None"], None]
+
+
+def _wait(stop: StopFlag | None, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True as soon as ``stop`` is set."""
+    if isinstance(stop, threading.Event):
+        return stop.wait(seconds)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if _stopped(stop):
+            return True
+        time.sleep(min(0.05, left))
+    return _stopped(stop)
+
+
+def connect_with_retry(
+    uri: str,
+    policy: ReconnectPolicy | None = None,
+    stop: StopFlag | None = None,
+    on_attempt: AttemptHook | None = None,
+    *,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    opener: Opener | None = None,
+) -> Any | None:
+    """Open ``uri``, retrying :class:`StreamUnreachable` with the policy's backoff until its window is spent,
+    then re-raise the last one. Returns the container, or None when ``stop`` is set (checked before each
+    attempt and during the waits). ``ResolutionExceeded``/``UnsupportedStream`` are not retried.
+
+    ``on_attempt(n, last_error)`` is called before attempt ``n`` (1-based) with the previous attempt's error
+    (None before the first): where a worker writes ``connecting``/``reconnecting``. An attempt's open timeout
+    is cut to what is left of the window (at least :data:`MIN_ATTEMPT_OPEN_SECONDS`), so giving up happens
+    within about the window. The worker uses this at start (→ ``stream_unreachable``) and after a drop
+    (→ ``stream_ended``)."""
+    policy = policy or ReconnectPolicy()
+    open_ = opener or open_stream
+    deadline = time.monotonic() + policy.window_seconds
+    last: StreamUnreachable | None = None
+    attempt = 0
+    while not _stopped(stop):
+        attempt += 1
+        if on_attempt is not None:
+            on_attempt(attempt, last)
+        left = deadline - time.monotonic()
+        open_seconds = max(MIN_ATTEMPT_OPEN_SECONDS, min(float(timeout[0]), left))
+        try:
+            return open_(uri, (open_seconds, float(timeout[1])))
+        except StreamUnreachable as exc:
+            last = exc
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise last
+        if _wait(stop, min(policy.delay(attempt), left)):
+            break
+    return None
