@@ -5,7 +5,7 @@
 RTSP server, stunnel). See :mod:`emotionctl.media.clips` and :mod:`emotionctl.media.sources`.
 """
 
-from .clips import DEFAULT_SEGMENTS, Segment, make_face_clip, segment_at, timeline
+from .clips import DEFAULT_SEGMENTS, Segment, concat_clips, make_face_clip, segment_at, timeline
 from .sources import (
     LiveSource,
     RtmpSource,
@@ -27,6 +27,7 @@ __all__ = [
     "Segment",
     "SourceError",
     "ToolMissing",
+    "concat_clips",
     "free_port",
     "listening",
     "make_face_clip",

@@ -16,6 +16,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -122,6 +124,48 @@ def make_face_clip(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def concat_clips(*clips: Path | str, directory: Path | str | None = None) -> Path:
+    """One MPEG-TS playing ``clips`` one after the other, H.264 as is (``ffmpeg -f concat -c copy``), cached next
+    to the clips (or in ``directory``). The parameter sets travel in-band, so the clips may differ in size: a
+    stream whose resolution changes mid-way (e.g. 320x240 then 2560x1440), which :class:`RtmpSource` serves
+    as is (``-c copy`` into FLV). Needs the ``ffmpeg`` program."""
+    paths = [Path(c).resolve() for c in clips]
+    if len(paths) < 2:
+        raise ValueError("concat_clips needs at least two clips")
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"no clip at {path}")
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("concat_clips needs ffmpeg: apt-get install ffmpeg")
+    key = json.dumps([GENERATOR_VERSION, *(str(p) for p in paths), *(p.stat().st_size for p in paths)])
+    folder = Path(directory) if directory is not None else paths[0].parent
+    out = folder / f"concat-{hashlib.sha256(key.encode()).hexdigest()[:12]}.ts"
+    if out.is_file():
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".concat-", dir=folder) as work:
+        parts = []
+        for i, path in enumerate(paths):  # Annex B (in-band SPS/PPS) parts first, so the sizes may change
+            part = Path(work) / f"{i}.ts"
+            _ffmpeg(ffmpeg, "-i", str(path), "-c", "copy", "-bsf:v", "h264_mp4toannexb", part)
+            parts.append(part)
+        listing = Path(work) / "list.txt"
+        listing.write_text("".join(f"file '{part.name}'\n" for part in parts), encoding="utf-8")
+        tmp = Path(work) / "out.ts"
+        _ffmpeg(ffmpeg, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", tmp)
+        tmp.chmod(0o644)
+        os.replace(tmp, out)  # same file system: atomic
+    return out
+
+
+def _ffmpeg(ffmpeg: str, *args: str | Path) -> None:
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)]
+    result = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {result.stderr.decode(errors='replace')[-500:]}")
 
 
 # ----------------------------------------------------------------------------------------------- internals

@@ -9,8 +9,9 @@
 - :class:`RtmpsSource`: ``stunnel4`` (a throw-away self-signed certificate) in front of an :class:`RtmpSource`,
   at ``rtmps://127.0.0.1:PORT/live/KEY``.
 
-Every source is a context manager with ``url``, ``start()``, ``wait_ready(timeout)``, ``stop()`` and ``kill()``
-(SIGKILL the publisher: "the publisher crashed"). Readiness never connects (an FFmpeg listener would spend its
+Every source is a context manager with ``url``, ``start()``, ``wait_ready(timeout)``, ``stop()``, ``kill()``
+(SIGKILL the publisher: "the publisher crashed") and ``freeze()``/``thaw()`` (SIGSTOP/SIGCONT: "the publisher
+hangs with its connection open"). Readiness never connects (an FFmpeg listener would spend its
 one client on it): it looks for the LISTEN socket in ``/proc/net/tcp``. Each source is bounded in time
 (``max_lifetime``): its processes end by themselves even if the Python process that started them dies
 (FFmpeg's own ``-t``/listen timeout, the RTSP server's lifetime and parent check, ``timeout`` around
@@ -221,6 +222,7 @@ class _Child:
     def end(self, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; reaps the process."""
         self.signal(signal.SIGTERM)
+        self.signal(signal.SIGCONT)  # a frozen (SIGSTOPped) process only acts on SIGTERM once continued
         try:
             self.process.wait(grace)
         except subprocess.TimeoutExpired:
@@ -299,9 +301,28 @@ class LiveSource:
     def _children(self) -> list[_Child]:
         raise NotImplementedError
 
+    def _publisher(self) -> _Child | None:
+        """The process that sends the stream (what kill/freeze/thaw act on)."""
+        raise NotImplementedError
+
     def kill(self) -> None:
         """SIGKILL the publisher, as a crash would."""
         raise NotImplementedError
+
+    def freeze(self) -> None:
+        """SIGSTOP the publisher: its connections stay open and nothing more is sent (a frozen peer, which only a
+        client's read timeout notices). :meth:`thaw` resumes it; :meth:`stop` also ends a frozen source."""
+        with self._lock:
+            child = self._publisher()
+            if child is not None:
+                child.signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT the publisher after :meth:`freeze`."""
+        with self._lock:
+            child = self._publisher()
+            if child is not None:
+                child.signal(signal.SIGCONT)
 
     def sent_at(self, pts_seconds: float) -> float | None:
         """With ``trace=True``: the wall-clock time (``time.time()``) at which the publisher sent the video frame
@@ -486,6 +507,9 @@ class RtmpSource(LiveSource):
     def _ready(self) -> bool:
         return listening(self.port)
 
+    def _publisher(self) -> _Child | None:
+        return self._child
+
     def _children(self) -> list[_Child]:
         # with relisten, a listener that exited is replaced: not a failure
         return [self._child] if self._child and not self.relisten else []
@@ -559,6 +583,9 @@ class RtspSource(LiveSource):
 
     def _ready(self) -> bool:
         return bool(self.port)
+
+    def _publisher(self) -> _Child | None:
+        return self._child
 
     def sent_at(self, pts_seconds: float) -> float | None:
         if not self.trace:
@@ -683,6 +710,9 @@ class RtmpsSource(LiveSource):
 
     def _children(self) -> list[_Child]:
         return [c for c in (self._child, *self.rtmp._children()) if c is not None]
+
+    def _publisher(self) -> _Child | None:
+        return self.rtmp._publisher()
 
     def kill(self) -> None:
         self.rtmp.kill()
