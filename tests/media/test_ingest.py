@@ -110,7 +110,6 @@ def test_stop_flag_ends_the_frames_quietly(serve: Serve, small_clip: Path) -> No
         container.close()
     assert seen == 3
     calls = iter([False, False, True])  # a callable works too
-    container = None
     again = serve("rtmp", small_clip)
     container = ingest.open_stream(again.url, TIMEOUT)
     try:
