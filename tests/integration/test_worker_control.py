@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from analyzer.ingest import IngestError, ResolutionExceeded, StreamEnded, StreamUnreachable, UnsupportedStream
 from analyzer.pipeline import FrameAnalyzer
 from analyzer.settings import WorkerSettings
 from analyzer.worker import Worker
@@ -29,25 +30,8 @@ URI = f"rtmp://127.0.0.1:1935/live/{SECRET}"
 
 
 # --------------------------------------------------------------------------------------- scripted stream
-class IngestError(Exception):
-    pass
-
-
-class StreamUnreachable(IngestError):
-    pass
-
-
-class StreamEnded(IngestError):
-    pass
-
-
-class ResolutionExceeded(IngestError):
-    pass
-
-
-class UnsupportedStream(IngestError):
-    pass
-
+# The scripted stream raises the real ingest errors: the worker's reconnect policy
+# (ingest.connect_with_retry) retries exactly ingest.StreamUnreachable.
 
 @dataclass
 class Segment:

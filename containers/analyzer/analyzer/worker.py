@@ -44,6 +44,7 @@ from emotion_shared.models import SessionState, StopReason, WorkerState
 from emotion_shared.sessions import SessionRepository
 from emotion_shared.uri import UnsafeStreamHost, check_stream_host, redact_uri
 
+from .ingest import IngestError, ReconnectPolicy, connect_with_retry
 from .pipeline import DEFAULT_ANALYSIS_FPS, FrameAnalyzer, Pipeline, SecondResult
 from .settings import WorkerSettings
 
@@ -154,34 +155,32 @@ class StreamThread(threading.Thread):
             self._outbox.put(Crashed(self._scrub(f"{type(exc).__name__}: {exc}")))
 
     def _connect(self, first: bool) -> Any | StreamOver | None:
-        """A container, or the session's end when the window passes (None when asked to stop)."""
+        """A container, or the session's end when the reconnect window passes (None when asked to stop)."""
         ingest = self._ingest
-        window = self._settings.reconnect_window_seconds
-        deadline = time.monotonic() + window
-        delay = _BACKOFF_START
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            try:
-                return ingest.open_stream(
-                    self._uri, timeout=(self._settings.open_timeout, self._settings.read_timeout)
-                )
-            except ingest.ResolutionExceeded as exc:
-                return StreamOver(StopReason.RESOLUTION_EXCEEDED, self._scrub(str(exc)))
-            except ingest.UnsupportedStream as exc:
-                return StreamOver(StopReason.STREAM_UNREACHABLE, self._scrub(f"unsupported stream: {exc}"))
-            except ingest.IngestError as exc:
-                remaining = deadline - time.monotonic()
-                log.info(
-                    "connect attempt %d failed: %s", attempt, self._scrub(str(exc)), extra={"remaining": remaining}
-                )
-                if remaining <= 0:
-                    if first:
-                        return StreamOver(StopReason.STREAM_UNREACHABLE, self._scrub(str(exc)))
-                    return StreamOver(StopReason.STREAM_ENDED, self._scrub(str(exc)))
-                self._stop.wait(min(delay, remaining))
-                delay = min(delay * 2, _BACKOFF_CAP)
-        return None
+        policy = ReconnectPolicy(
+            window_seconds=self._settings.reconnect_window_seconds, initial=_BACKOFF_START, max_delay=_BACKOFF_CAP
+        )
+
+        def failed(attempt: int, last: IngestError | None) -> None:
+            if last is not None:
+                log.info("connect attempt %d failed: %s", attempt - 1, self._scrub(str(last)))
+
+        try:
+            return connect_with_retry(
+                self._uri,
+                policy,
+                self._stop,
+                failed,
+                timeout=(self._settings.open_timeout, self._settings.read_timeout),
+                opener=ingest.open_stream,
+            )
+        except ingest.ResolutionExceeded as exc:
+            return StreamOver(StopReason.RESOLUTION_EXCEEDED, self._scrub(str(exc)))
+        except ingest.UnsupportedStream as exc:
+            return StreamOver(StopReason.STREAM_UNREACHABLE, self._scrub(f"unsupported stream: {exc}"))
+        except ingest.IngestError as exc:  # the window is spent
+            reason = StopReason.STREAM_UNREACHABLE if first else StopReason.STREAM_ENDED
+            return StreamOver(reason, self._scrub(str(exc)))
 
     def _loop(self) -> StreamOver | None:
         ingest = self._ingest
