@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from analyzer.ingest import IngestError, ResolutionExceeded, StreamEnded, StreamUnreachable, UnsupportedStream
+from analyzer.finder import FaceFinder
 from analyzer.pipeline import FrameAnalyzer
 from analyzer.settings import WorkerSettings
 from analyzer.worker import Worker
@@ -142,13 +143,14 @@ class _Frame:
 class _Det:
     box: tuple[float, float, float, float]
     score: float = 0.9
+    keypoints: None = None
 
 
 class _Detector:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
 
-    def detect(self, luma: np.ndarray) -> list[_Det]:
+    def detect(self, luma: np.ndarray, min_face: float = 0.0) -> list[_Det]:
         if self.fail:
             raise RuntimeError("detector exploded")
         return [_Det((10.0, 10.0, 30.0, 30.0))] if luma[0, 0] == 255 else []
@@ -288,7 +290,7 @@ def start(tables: dict[str, str], dynamodb: Any, monkeypatch: pytest.MonkeyPatch
         if db is not None:
             db._inner = dynamodb
         events = RecordingEvents()
-        analyzer = FrameAnalyzer(detector or _Detector(), _Classifier(), _crop)
+        analyzer = FrameAnalyzer(FaceFinder(detector or _Detector(), min_face=0.0), _Classifier(), _crop)
         worker = Worker(settings, shared, dynamodb=recording, events=events, analyzer=analyzer, ingest=ingest)
         result: dict[str, Any] = {}
         thread = threading.Thread(target=lambda: result.setdefault("code", worker.run()), daemon=True)

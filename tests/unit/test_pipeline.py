@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from analyzer.finder import FaceFinder
 from analyzer.pipeline import Decision, FrameAnalyzer, Pipeline, RateGate, SecondResult
 from emotion_shared.emotions import EMOTIONS, interval_stats
 
@@ -25,6 +26,7 @@ class Frame:
 class Det:
     box: tuple[float, float, float, float]
     score: float = 0.9
+    keypoints: None = None
 
 
 class FakeDetector:
@@ -33,7 +35,7 @@ class FakeDetector:
     def __init__(self) -> None:
         self.calls = 0
 
-    def detect(self, luma: np.ndarray) -> list[Det]:
+    def detect(self, luma: np.ndarray, min_face: float = 0.0) -> list[Det]:
         self.calls += 1
         return [Det((10.0, 10.0, 30.0, 30.0))] if luma[0, 0] == 255 else []
 
@@ -61,7 +63,7 @@ def stream(seconds: float, fps: float, start: float = 1000.0, face: bool = True)
 
 def make(fps: float | None = 5.0, clock: Any = None, detail: bool = False, origin: float = 1000.0):
     out: list[SecondResult] = []
-    analyzer = FrameAnalyzer(FakeDetector(), FakeClassifier(), fake_crop)
+    analyzer = FrameAnalyzer(FaceFinder(FakeDetector(), min_face=0.0), FakeClassifier(), fake_crop)
     kwargs = {"clock": clock} if clock else {}
     pipe = Pipeline(analyzer, out.append, origin=origin, analysis_fps=fps, detail=detail, **kwargs)
     return pipe, out

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 from emotion_shared.emotions import EMOTIONS, Bucket
 
+from .finder import FaceFinder
 from .tracker import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,6 @@ class FrameLike(Protocol):
     def luma(self) -> np.ndarray: ...  # uint8[H, W]
 
 
-class DetectionLike(Protocol):
-    @property
-    def box(self) -> Box: ...
-
-
-class Detector(Protocol):
-    def detect(self, luma: np.ndarray) -> list[Any]: ...
-
-
 class Classifier(Protocol):
     def classify(self, crops: np.ndarray) -> np.ndarray: ...
 
@@ -79,28 +71,30 @@ class Analysis:
 
 
 class FrameAnalyzer:
-    """The models and the tracker of one stream: luma plane → faces with ids and emotion probabilities.
+    """The models and the face finder of one stream: luma plane → faces with ids and emotion probabilities.
 
-    The models are loaded once by the caller and shared; the tracker is per stream (per session).
+    The models are loaded once by the caller and shared; the finder (and so the tracker) is per stream.
     """
 
     def __init__(
         self,
-        detector: Detector,
+        finder: FaceFinder,
         classifier: Classifier,
         crop: CropFn,
-        tracker: FaceTracker | None = None,
         *,
         crop_scale: float = CROP_SCALE,
         crop_size: int = CROP_SIZE,
     ) -> None:
-        self.detector = detector
+        self.finder = finder
         self.classifier = classifier
-        self.tracker = tracker or FaceTracker()
         self._crop = crop
         self._crop_scale = crop_scale
         self._crop_size = crop_size
         self._empty = np.zeros((0, len(EMOTIONS)), np.float32)
+
+    @property
+    def tracker(self) -> FaceTracker:
+        return self.finder.tracker
 
     @classmethod
     def from_model_dir(cls, model_dir: Any = None, threads: int = 1) -> FrameAnalyzer:
@@ -108,22 +102,20 @@ class FrameAnalyzer:
         from . import vision  # onnxruntime is imported only when models are really needed
 
         detector, classifier = vision.load_models(model_dir, threads)
-        return cls(detector, classifier, vision.crop_faces)
+        return cls(FaceFinder(detector), classifier, vision.crop_faces)
 
     def warm_up(self, width: int, height: int) -> None:
-        """Run the detector once at the stream's size, so the first real frame is not slow (resize plans)."""
-        self.detector.detect(np.zeros((height, width), np.uint8))
+        """Run the discovery detector once at the stream's size, so the first real frame is not slow (resize plans)."""
+        self.finder.discovery.detect(np.zeros((height, width), np.uint8), min_face=self.finder.min_face_px(height))
 
     def analyse(self, luma: np.ndarray, now: float) -> Analysis:
-        detections = self.detector.detect(luma)
-        if not detections:
-            self.tracker.update((), now)
+        faces = self.finder.find(luma, now)
+        if not faces:
             return Analysis([], [], self._empty)
-        boxes = [d.box for d in detections]
+        boxes = [f.box for f in faces]
         crops = self._crop(luma, boxes, scale=self._crop_scale, size=self._crop_size)
         scores = self.classifier.classify(crops)
-        tracks = self.tracker.update(boxes, now)
-        return Analysis(tracks, boxes, scores)
+        return Analysis([f.track for f in faces], boxes, scores)
 
 
 class Decision(Enum):

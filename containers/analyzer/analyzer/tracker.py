@@ -1,12 +1,15 @@
 """One stable id per person across frames.
 
 Detections of a frame are associated with the live tracks by a greedy assignment on a cost that mixes the
-centre distance (normalised by the face size, measured from a constant-velocity prediction) and the IoU.
-A face missing for up to ``max_missing_seconds`` keeps its id; after a longer absence it gets a new one.
-Ids are ``f1``, ``f2``, … in order of first appearance, per tracker (one tracker per session).
+centre distance (normalised by the face size, measured from a constant-velocity prediction), the IoU and,
+when the caller gives one, an appearance descriptor per box (a small normalised luma patch: two faces that
+pass each other differ in looks even where their boxes overlap). A face missing for up to
+``max_missing_seconds`` keeps its id (the distance it may have moved grows with the time it was missing);
+after a longer absence it gets a new one. Ids are ``f1``, ``f2``, … in order of first appearance, per tracker
+(one tracker per session).
 
-Faces per frame are few (typically 1–5), so the greedy assignment over all pairs, cheapest first, is
-exact enough and costs microseconds; no optimiser is needed.
+The greedy assignment over all plausible pairs, cheapest first, is exact enough for the few dozen faces of a
+crowd and costs well under a millisecond; no optimiser is needed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 Box = tuple[float, float, float, float]
 
@@ -30,6 +35,7 @@ class Track:
     vy: float
     last_seen: float
     hits: int = 1
+    appearance: np.ndarray | None = None  # unit-norm descriptor, smoothed over the observations
 
     def predict(self, now: float) -> tuple[float, float]:
         dt = min(max(0.0, now - self.last_seen), 1.0)  # do not extrapolate a stale velocity far
@@ -57,13 +63,19 @@ class FaceTracker:
     in face sizes (``sqrt(w*h)``). ``max_scale_change``: largest accepted ratio of face sizes.
     ``velocity_smoothing``: weight of the newest velocity measurement (0 disables prediction).
     ``max_speed``: cap of the velocity used for prediction, in face sizes per second.
+    ``missing_reach``: extra accepted distance, in face sizes per second a track has been missing.
+    ``appearance_weight``: weight of the appearance term (``1 - cosine`` of the descriptors, 0..2).
+    ``appearance_smoothing``: weight of the newest descriptor in a track's running one.
     """
 
     def __init__(
         self,
         *,
-        max_missing_seconds: float = 1.0,
+        max_missing_seconds: float = 2.0,
         max_distance: float = 1.0,
+        missing_reach: float = 1.0,
+        appearance_weight: float = 1.0,
+        appearance_smoothing: float = 0.3,
         max_scale_change: float = 1.8,
         velocity_smoothing: float = 0.5,
         max_speed: float = 4.0,
@@ -73,6 +85,9 @@ class FaceTracker:
             raise ValueError("max_missing_seconds must be >= 0")
         self.max_missing_seconds = max_missing_seconds
         self.max_distance = max_distance
+        self.missing_reach = missing_reach
+        self.appearance_weight = appearance_weight
+        self.appearance_smoothing = appearance_smoothing
         self.max_scale_change = max_scale_change
         self.velocity_smoothing = velocity_smoothing
         self.max_speed = max_speed
@@ -94,7 +109,7 @@ class FaceTracker:
         """Forget live tracks (e.g. after a long stream interruption); ids keep counting up."""
         self._tracks.clear()
 
-    def _cost(self, track: Track, box: Box, now: float) -> float | None:
+    def _cost(self, track: Track, box: Box, now: float, appearance: np.ndarray | None = None) -> float | None:
         """Cost of assigning ``box`` to ``track``, or None when the pair is implausible."""
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
@@ -104,15 +119,29 @@ class FaceTracker:
             return None
         px, py = track.predict(now)
         dist = math.hypot((x0 + x1) / 2.0 - px, (y0 + y1) / 2.0 - py) / max(size, track.size)
-        if dist > self.max_distance:
+        missing = max(0.0, now - track.last_seen - 0.5)  # beyond a couple of analysis intervals
+        if dist > self.max_distance + self.missing_reach * missing:
             return None
         # box of the prediction, for the overlap term
         predicted = (px - track.w / 2, py - track.h / 2, px + track.w / 2, py + track.h / 2)
-        return dist + (1.0 - _iou(predicted, box)) * 0.5 + (ratio - 1.0) * 0.25
+        cost = dist + (1.0 - _iou(predicted, box)) * 0.5 + (ratio - 1.0) * 0.25
+        if appearance is not None and track.appearance is not None:
+            cost += self.appearance_weight * (1.0 - float(np.dot(appearance, track.appearance)))
+        return cost
 
-    def update(self, boxes: Sequence[Box], now: float | None = None) -> list[str]:
-        """Track ids for ``boxes`` (same order). ``now``: the frame's time in seconds (default: monotonic clock)."""
+    def update(
+        self,
+        boxes: Sequence[Box],
+        now: float | None = None,
+        appearances: Sequence[np.ndarray] | None = None,
+    ) -> list[str]:
+        """Track ids for ``boxes`` (same order). ``now``: the frame's time in seconds (default: monotonic clock).
+
+        ``appearances``: one unit-norm descriptor per box (same length for all), or None.
+        """
         t = time.monotonic() if now is None else float(now)
+        if appearances is not None and len(appearances) != len(boxes):
+            raise ValueError(f"{len(appearances)} appearance descriptors for {len(boxes)} boxes")
         # forget tracks missing for too long: a face coming back after that is a new observation
         self._tracks = [tr for tr in self._tracks if t - tr.last_seen <= self.max_missing_seconds]
         ids: list[str | None] = [None] * len(boxes)
@@ -120,7 +149,7 @@ class FaceTracker:
             pairs: list[tuple[float, int, int]] = []
             for ti, track in enumerate(self._tracks):
                 for di, box in enumerate(boxes):
-                    cost = self._cost(track, box, t)
+                    cost = self._cost(track, box, t, None if appearances is None else appearances[di])
                     if cost is not None:
                         pairs.append((cost, ti, di))
             pairs.sort()
@@ -129,17 +158,17 @@ class FaceTracker:
                 if ti in used_tracks or ids[di] is not None:
                     continue
                 used_tracks.add(ti)
-                self._refresh(self._tracks[ti], boxes[di], t)
+                self._refresh(self._tracks[ti], boxes[di], t, None if appearances is None else appearances[di])
                 ids[di] = self._tracks[ti].id
         out: list[str] = []
         for di, box in enumerate(boxes):
             track_id = ids[di]
             if track_id is None:
-                track_id = self._start(box, t)
+                track_id = self._start(box, t, None if appearances is None else appearances[di])
             out.append(track_id)
         return out
 
-    def _start(self, box: Box, now: float) -> str:
+    def _start(self, box: Box, now: float, appearance: np.ndarray | None = None) -> str:
         x0, y0, x1, y1 = box
         track = Track(
             id=f"{self._prefix}{self._next}",
@@ -150,12 +179,13 @@ class FaceTracker:
             vx=0.0,
             vy=0.0,
             last_seen=now,
+            appearance=appearance,
         )
         self._next += 1
         self._tracks.append(track)
         return track.id
 
-    def _refresh(self, track: Track, box: Box, now: float) -> None:
+    def _refresh(self, track: Track, box: Box, now: float, appearance: np.ndarray | None = None) -> None:
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
         dt = now - track.last_seen
@@ -171,3 +201,10 @@ class FaceTracker:
         track.cx, track.cy, track.w, track.h = cx, cy, x1 - x0, y1 - y0
         track.last_seen = now
         track.hits += 1
+        if appearance is not None:
+            if track.appearance is None:
+                track.appearance = appearance
+            else:
+                mixed = (1.0 - self.appearance_smoothing) * track.appearance + self.appearance_smoothing * appearance
+                norm = float(np.linalg.norm(mixed))
+                track.appearance = mixed / norm if norm > 0 else appearance

@@ -194,8 +194,8 @@ class FaceDetector:
         self._input[0, 2] = self._input[0, 0]
         return np.array([geo.pad_x, geo.pad_y], np.float64), np.array([used_w / geo.out_w, used_h / geo.out_h])
 
-    def detect(self, luma: np.ndarray) -> list[Detection]:
-        """Faces in a ``uint8[H, W]`` luma plane, best score first."""
+    def detect(self, luma: np.ndarray, min_face: float = 0.0) -> list[Detection]:
+        """Faces in a ``uint8[H, W]`` luma plane, best score first; none smaller than ``min_face`` px."""
         if luma.ndim != 2 or luma.dtype != np.uint8:
             raise ValueError(f"detect() wants uint8[H, W] luma, got {luma.dtype}{list(luma.shape)}")
         if luma.shape[0] < 1 or luma.shape[1] < 1:
@@ -223,7 +223,7 @@ class FaceDetector:
         points = (points - offset) * factor
         out: list[Detection] = []
         for box, score, pts in zip(boxes, scores, points, strict=True):
-            if min(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
+            if min(box[2] - box[0], box[3] - box[1]) < max(self.min_face_size, min_face):
                 continue
             out.append(
                 Detection(

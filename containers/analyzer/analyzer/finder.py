@@ -1,0 +1,204 @@
+"""Detect, then track: every face of a stream, frame after frame, at a cost that grows with the faces, not the pixels.
+
+- A **discovery** detector looks at the whole frame every ``discovery_interval`` seconds of stream time (and
+  at the first frame): it is the expensive part, and what finds small faces and newcomers.
+- Between discoveries, a **re-locator** finds each known face again on a small crop around the box its track
+  predicts (cheap, and batched over the faces).
+- Both kinds of proposal are merged (a re-located box wins over a discovered one of the same face: its
+  geometry and landmarks are the ones the tracks were built on) and handed to the
+  :class:`~analyzer.tracker.FaceTracker`, the only owner of identities, with an appearance descriptor per box.
+
+On a discovery frame the known faces are re-located too, so a face the discovery detector misses for a frame
+(turned away, blurred) keeps its track. Without a re-locator the discovery detector runs on every frame.
+
+One setting decides the smallest face: ``min_face`` as a fraction of the frame height (0.022 = 24 px at 1080p).
+The discovery detector is asked for faces of at least that size (it picks its working resolution from it) and
+smaller proposals are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .tracker import FaceTracker, Track
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+DEFAULT_DISCOVERY_INTERVAL = 1.0  # s of stream time: a new face is found within this (plus one analysis interval)
+DEFAULT_MIN_FACE = 0.022  # of the frame height: 24 px at 1080p, 16 px at 720p
+DEFAULT_MAX_FACES = 50
+APPEARANCE_SIZE = 12  # descriptor: a 12x12 luma patch of the face's centre, zero-mean, unit-norm
+# a proposal whose centre falls inside a kept box (or that overlaps it this much) is the same face
+MERGE_IOU = 0.3
+
+
+class FaceLike(Protocol):
+    """What a detector returns for one face (``analyzer.vision.Detection``)."""
+
+    @property
+    def box(self) -> Box: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def keypoints(self) -> tuple[Point, ...] | None: ...
+
+
+class DiscoveryDetector(Protocol):
+    """Full-frame detection of faces of at least ``min_face`` px height."""
+
+    def detect(self, luma: np.ndarray, min_face: float = 0.0) -> Sequence[FaceLike]: ...
+
+
+class Relocator(Protocol):
+    """Each of ``boxes`` found again in the frame (the best face on a crop around it), or None."""
+
+    def relocate(self, luma: np.ndarray, boxes: Sequence[Box]) -> Sequence[FaceLike | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFace:
+    """A face in a frame, with its track id."""
+
+    track: str
+    box: Box
+    score: float
+    keypoints: tuple[Point, ...] | None
+
+
+@dataclass(slots=True)
+class FinderStats:
+    discoveries: int = 0  # full-frame discovery runs
+    relocations: int = 0  # faces looked for on a crop
+    relocated: int = 0  # ... and found
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _same_face(kept: Box, other: Box) -> bool:
+    cx, cy = (other[0] + other[2]) / 2.0, (other[1] + other[3]) / 2.0
+    inside = kept[0] <= cx <= kept[2] and kept[1] <= cy <= kept[3]
+    return inside or _iou(kept, other) > MERGE_IOU
+
+
+def appearance(luma: np.ndarray, box: Box) -> np.ndarray:
+    """A unit-norm descriptor of the face in ``box``: the central part of the box sampled on a small grid.
+
+    A grid twice as fine as ``APPEARANCE_SIZE`` is sampled (no resize of the whole crop) and averaged 2x2, then
+    made zero-mean and unit-norm: robust to brightness changes and small shifts, different enough between two
+    people to keep crossing tracks apart.
+    """
+    h, w = luma.shape
+    x0, y0, x1, y1 = box
+    # the inner 70 %: eyes, nose, mouth, without the background at the corners
+    mx, my = (x1 - x0) * 0.15, (y1 - y0) * 0.15
+    n = APPEARANCE_SIZE
+    xs = np.clip(np.linspace(x0 + mx, x1 - mx, 2 * n), 0, w - 1).astype(np.intp)
+    ys = np.clip(np.linspace(y0 + my, y1 - my, 2 * n), 0, h - 1).astype(np.intp)
+    fine = luma[ys[:, None], xs[None, :]].astype(np.float32)
+    patch = fine.reshape(n, 2, n, 2).mean(axis=(1, 3)).ravel()
+    patch -= patch.mean()
+    norm = float(np.linalg.norm(patch))
+    if norm < 1e-3:  # a flat patch: no information
+        return np.full(patch.shape, 1.0 / math.sqrt(patch.size), np.float32)
+    return patch / norm
+
+
+class FaceFinder:
+    """Discovery at a low rate, re-location at the analysis rate, one tracker: faces with stable ids per frame.
+
+    One instance per stream (it owns the tracker). The detectors may be shared between finders of one thread.
+    """
+
+    def __init__(
+        self,
+        discovery: DiscoveryDetector,
+        relocator: Relocator | None = None,
+        tracker: FaceTracker | None = None,
+        *,
+        discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL,
+        min_face: float = DEFAULT_MIN_FACE,
+        max_faces: int = DEFAULT_MAX_FACES,
+    ) -> None:
+        if discovery_interval < 0:
+            raise ValueError(f"discovery_interval must be >= 0, got {discovery_interval}")
+        if not 0.0 <= min_face < 1.0:
+            raise ValueError(f"min_face is a fraction of the frame height in [0, 1), got {min_face}")
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        self.discovery = discovery
+        self.relocator = relocator
+        self.tracker = tracker or FaceTracker()
+        self.discovery_interval = discovery_interval if relocator is not None else 0.0
+        self.min_face = min_face
+        self.max_faces = max_faces
+        self.stats = FinderStats()
+        self._last_discovery: float | None = None
+
+    def reset(self) -> None:
+        """Forget the faces (ids keep counting up) and discover again at the next frame."""
+        self.tracker.reset()
+        self._last_discovery = None
+
+    def min_face_px(self, frame_height: int) -> float:
+        return self.min_face * frame_height
+
+    def _discovery_due(self, now: float) -> bool:
+        last = self._last_discovery
+        return last is None or now < last or now - last >= self.discovery_interval - 1e-6
+
+    def find(self, luma: np.ndarray, now: float) -> list[FoundFace]:
+        """The faces in ``luma`` (``uint8[H, W]``) at stream time ``now`` (seconds), best first, with track ids."""
+        min_px = self.min_face_px(luma.shape[0])
+        proposals: list[FaceLike] = []
+        if self.relocator is not None:
+            live = self.tracker.tracks
+            if live:
+                predicted = [_predicted_box(track, now) for track in live]
+                found = self.relocator.relocate(luma, predicted)
+                self.stats.relocations += len(predicted)
+                relocated = [f for f in found if f is not None]
+                self.stats.relocated += len(relocated)
+                proposals.extend(sorted(relocated, key=lambda f: -f.score))
+        if self._discovery_due(now):
+            self._last_discovery = now
+            self.stats.discoveries += 1
+            discovered = self.discovery.detect(luma, min_face=min_px)
+            proposals.extend(sorted(discovered, key=lambda f: -f.score))
+
+        kept: list[FaceLike] = []
+        for face in proposals:
+            x0, y0, x1, y1 = face.box
+            if y1 - y0 < min_px * 0.8:  # a little slack: the same face measures a few % differently per detector
+                continue
+            if any(_same_face(k.box, face.box) for k in kept):
+                continue
+            kept.append(face)
+            if len(kept) >= self.max_faces:
+                break
+        boxes = [f.box for f in kept]
+        ids = self.tracker.update(boxes, now, [appearance(luma, b) for b in boxes])
+        return [FoundFace(track, f.box, f.score, f.keypoints) for track, f in zip(ids, kept, strict=True)]
+
+
+def _predicted_box(track: Track, now: float) -> Box:
+    cx, cy = track.predict(now)
+    return (cx - track.w / 2.0, cy - track.h / 2.0, cx + track.w / 2.0, cy + track.h / 2.0)
