@@ -186,7 +186,7 @@ class FaceFinder:
 
         kept: list[FaceLike] = []
         for face in proposals:
-            x0, y0, x1, y1 = face.box
+            _, y0, _, y1 = face.box
             if y1 - y0 < min_px * 0.8:  # a little slack: the same face measures a few % differently per detector
                 continue
             if any(_same_face(k.box, face.box) for k in kept):
