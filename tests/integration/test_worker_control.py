@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from analyzer.ingest import IngestError, ResolutionExceeded, StreamEnded, StreamUnreachable, UnsupportedStream
 from analyzer.finder import FaceFinder
+from analyzer.ingest import IngestError, ResolutionExceeded, StreamEnded, StreamUnreachable, UnsupportedStream
 from analyzer.pipeline import FrameAnalyzer
 from analyzer.settings import WorkerSettings
 from analyzer.worker import Worker
