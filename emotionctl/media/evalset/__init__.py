@@ -6,7 +6,7 @@ and stream clips with per-frame ground truth. See ``README.md`` beside this file
 """
 
 from .compose import BUCKETS, SceneFace, bucket_of
-from .dataset import EvalSet, ExpressionSample, Picture, Scene, build_evalset, crop_box, rgb_to_luma
+from .dataset import EvalSet, ExpressionSample, Picture, Scene, Summary, build_evalset, crop_box, rgb_to_luma
 from .fetch import FetchError, default_cache_dir
 from .manifest import EXPRESSIONS, LABELS, POSES, LabelledFace, ManifestError, Provenance, load_manifest
 
@@ -24,6 +24,7 @@ __all__ = [
     "Provenance",
     "Scene",
     "SceneFace",
+    "Summary",
     "bucket_of",
     "build_evalset",
     "crop_box",

@@ -29,7 +29,7 @@ import numpy as np
 from . import compose
 from .compose import FaceSource, Layout, SceneFace
 from .fetch import build_pictures, default_cache_dir, read_png
-from .manifest import EXPRESSIONS, LabelledFace, Manifest, PictureEntry, Provenance, load_manifest
+from .manifest import EXPRESSIONS, POSES, LabelledFace, Manifest, PictureEntry, Provenance, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -163,30 +163,46 @@ class EvalSet:
         return compose.render_layout(layout, height, photos, background)
 
     # --------------------------------------------------------------------------------------- summary
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> Summary:
         """Counts: photos, faces, expressions per class, poses, scene faces per size bucket (1080p)."""
         faces = [f for _, _, f in self.faces()]
         expressions = Counter(f.expression for f in faces)
         scene_buckets: Counter[str] = Counter()
-        scene_faces = 0
         for layout in self._scene_layouts:
             for placement in layout.placements:
-                scene_faces += 1
                 scene_buckets[compose.bucket_of(placement.face_height, compose.REFERENCE_HEIGHT)] += 1
-        return {
-            "photos": len(self.photos),
-            "photo_faces": len(faces),
-            "photos_licence_unclear": sum(not p.provenance.licence_clear for p in self.photos),
-            "expressions": {name: expressions.get(name, 0) for name in (*EXPRESSIONS, "unclear")},
-            "poses": dict(Counter(f.pose for f in faces)),
-            "photo_face_buckets_1080": dict(Counter(_photo_bucket(p, f) for p, _, f in self.faces())),
-            "scenes": len(self._scene_layouts),
-            "scene_faces": scene_faces,
-            "scene_face_buckets_1080": {name: scene_buckets.get(name, 0) for name, _, _ in compose.BUCKETS},
-            "scene_kinds": dict(Counter(lay.kind for lay in self._scene_layouts)),
-            "face_free_pictures": len(self.face_free_pictures),
-            "face_free_frames": len(self._face_free_layouts),
-        }
+        return Summary(
+            photos=len(self.photos),
+            photo_faces=len(faces),
+            photos_licence_unclear=sum(not p.provenance.licence_clear for p in self.photos),
+            expressions={name: expressions.get(name, 0) for name in (*EXPRESSIONS, "unclear")},
+            poses={name: sum(f.pose == name for f in faces) for name in POSES},
+            photo_face_buckets_1080=dict(Counter(_photo_bucket(p, f) for p, _, f in self.faces())),
+            scenes=len(self._scene_layouts),
+            scene_faces=sum(scene_buckets.values()),
+            scene_face_buckets_1080={name: scene_buckets.get(name, 0) for name, _, _ in compose.BUCKETS},
+            scene_kinds=dict(Counter(lay.kind for lay in self._scene_layouts)),
+            face_free_pictures=len(self.face_free_pictures),
+            face_free_frames=len(self._face_free_layouts),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the evaluation set holds (``emotionctl media evalset`` prints it)."""
+
+    photos: int
+    photo_faces: int
+    photos_licence_unclear: int
+    expressions: dict[str, int]  # every class and "unclear"
+    poses: dict[str, int]
+    photo_face_buckets_1080: dict[str, int]  # each photo fitted into a 1920x1080 frame
+    scenes: int  # per frame size
+    scene_faces: int
+    scene_face_buckets_1080: dict[str, int]
+    scene_kinds: dict[str, int]
+    face_free_pictures: int
+    face_free_frames: int
 
 
 def _photo_bucket(photo: Picture, face: LabelledFace) -> str:
