@@ -226,6 +226,16 @@ def render_background(picture: np.ndarray, view: BackgroundView, width: int, hei
     return np.asarray(out, dtype=np.uint8).copy()
 
 
+@dataclass(frozen=True, slots=True)
+class Pasted:
+    """Where a patch went: the face box in the frame, the patch's top-left pixel and its alpha ``[h, w]``."""
+
+    box: Box
+    left: int
+    top: int
+    alpha: np.ndarray
+
+
 def paste_face(
     frame: np.ndarray,
     photo: np.ndarray,
@@ -233,9 +243,10 @@ def paste_face(
     left: float,
     top: float,
     face_height: float,
-) -> Box:
+) -> Pasted:
     """Paste ``face`` of ``photo`` into ``frame`` (in place): its patch's top-left at (``left``, ``top``) and its
-    box ``face_height`` px tall, in frame pixels. Returns the face box in the frame. The patch must fit."""
+    box ``face_height`` px tall, in frame pixels. Returns the face box in the frame and the patch's alpha. The
+    patch must fit the frame."""
     from PIL import Image
 
     x0, y0, x1, y1 = face.box
@@ -269,7 +280,8 @@ def paste_face(
     blended = alpha * np.asarray(patch, dtype=np.float32) + (1 - alpha) * target
     frame[py : py + ph, px : px + pw] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     kx, ky = pw / (sx1 - sx0), ph / (sy1 - sy0)  # the exact scale the resize applied on each axis
-    return (px + (x0 - sx0) * kx, py + (y0 - sy0) * ky, px + (x1 - sx0) * kx, py + (y1 - sy0) * ky)
+    box = (px + (x0 - sx0) * kx, py + (y0 - sy0) * ky, px + (x1 - sx0) * kx, py + (y1 - sy0) * ky)
+    return Pasted(box=box, left=px, top=py, alpha=alpha[:, :, 0])
 
 
 _MASKS: dict[tuple[int, int], np.ndarray] = {}
@@ -305,7 +317,7 @@ def render_layout(
         source = placement.source
         box = paste_face(
             frame, photos[source.photo_id], source.face, placement.left * k, placement.top * k, placement.face_height * k
-        )
+        ).box
         faces.append(
             SceneFace(
                 box=box,
