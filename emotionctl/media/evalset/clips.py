@@ -110,7 +110,9 @@ def make_crowd_clip(
         base_y = y_margin + row * cell_h + amplitude + 2 + rng.uniform(0, cell_h - ph - 2 * amplitude - 4)
         period, phase = rng.uniform(2.5, 5.0), rng.uniform(0, 2 * math.pi)
         tracks.append(
-            _Track(identity, source, float(h), _bob(float(base_x), float(base_y), amplitude, float(period), float(phase)))
+            _Track(
+                identity, source, float(h), _bob(float(base_x), float(base_y), amplitude, float(period), float(phase))
+            )
         )
     background = _background(evalset, rng)
     spec = {"kind": "crowd", "faces": faces}
@@ -289,7 +291,9 @@ def _frames(
         boxes: list[Box] = []
         for track in tracks:
             left, top = track.where(t)
-            pasted = compose.paste_face(frame, photos[track.source.photo_id], track.source.face, left, top, track.face_height)
+            pasted = compose.paste_face(
+                frame, photos[track.source.photo_id], track.source.face, left, top, track.face_height
+            )
             layers.append((pasted.left, pasted.top, pasted.alpha))
             boxes.append(pasted.box)
         for occluder in occluders:
@@ -360,7 +364,9 @@ def _make(
         frames = _load_truth(truth_path)
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        frames = _encode(path, _frames(evalset, tracks, occluders, background, width, height, fps, seconds), width, height, fps)
+        frames = _encode(
+            path, _frames(evalset, tracks, occluders, background, width, height, fps, seconds), width, height, fps
+        )
         _atomic_write(truth_path, json.dumps([[asdict(face) for face in frame] for frame in frames]).encode())
     return SceneClip(kind=kind, path=path, width=width, height=height, fps=fps, frames=frames)
 

@@ -272,9 +272,7 @@ def paste_face(
     if any(p for pair in pads for p in pair):
         region = np.pad(region, pads, mode="edge")
     image = Image.fromarray(np.ascontiguousarray(region))
-    patch = image.resize(
-        (pw, ph), Image.Resampling.LANCZOS, box=(sx0 - ix0, sy0 - iy0, sx1 - ix0, sy1 - iy0)
-    )
+    patch = image.resize((pw, ph), Image.Resampling.LANCZOS, box=(sx0 - ix0, sy0 - iy0, sx1 - ix0, sy1 - iy0))
     alpha = _soft_mask(pw, ph)[:, :, None]
     target = frame[py : py + ph, px : px + pw].astype(np.float32)
     blended = alpha * np.asarray(patch, dtype=np.float32) + (1 - alpha) * target
@@ -316,7 +314,12 @@ def render_layout(
     for placement in layout.placements:
         source = placement.source
         box = paste_face(
-            frame, photos[source.photo_id], source.face, placement.left * k, placement.top * k, placement.face_height * k
+            frame,
+            photos[source.photo_id],
+            source.face,
+            placement.left * k,
+            placement.top * k,
+            placement.face_height * k,
         ).box
         faces.append(
             SceneFace(

@@ -166,7 +166,7 @@ class EvalSet:
     def summary(self) -> Summary:
         """Counts: photos, faces, expressions per class, poses, scene faces per size bucket (1080p)."""
         faces = [f for _, _, f in self.faces()]
-        expressions = Counter(f.expression for f in faces)
+        expressions: Counter[str] = Counter(f.expression for f in faces)
         scene_buckets: Counter[str] = Counter()
         for layout in self._scene_layouts:
             for placement in layout.placements:
@@ -227,7 +227,8 @@ def build_evalset(cache_dir: Path | str | None = None) -> EvalSet:
 
 
 # ---------------------------------------------------------------------------------------------------- luma
-_LUMA = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
+_LUMA = np.array([65.481, 128.553, 24.966], dtype=np.float32) / np.float32(255.0)
+_FULL_RANGE_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def rgb_to_luma(rgb: np.ndarray, *, full_range: bool = False) -> np.ndarray:
@@ -240,10 +241,8 @@ def rgb_to_luma(rgb: np.ndarray, *, full_range: bool = False) -> np.ndarray:
     image = np.asarray(rgb)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"rgb_to_luma wants uint8 [H, W, 3], not {image.dtype} {image.shape}")
-    if full_range:
-        y = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    else:
-        y = 16.0 + image.astype(np.float32) @ _LUMA
+    weights, offset = (_FULL_RANGE_LUMA, 0.0) if full_range else (_LUMA, 16.0)
+    y = image.astype(np.float32) @ weights + np.float32(offset)
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 

