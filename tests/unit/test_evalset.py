@@ -20,6 +20,7 @@ from emotionctl.media.evalset import (
     EvalSet,
     LabelledFace,
     ManifestError,
+    Scene,
     build_evalset,
     compose,
     crop_box,
@@ -110,7 +111,9 @@ def test_expression_faces_cover_every_labelled_class(evalset: EvalSet) -> None:
 def test_scenes_cover_every_size_bucket_and_crowds(evalset: EvalSet) -> None:
     scenes = evalset.scenes(1080)
     kinds = {s.kind for s in scenes}
-    assert kinds == {"single", "group5", "crowd30", "crowd50"}
+    assert kinds == {"photo", "single", "group5", "crowd30", "crowd50"}
+    photo_buckets = {s.bucket for s in scenes if s.kind == "photo"}
+    assert photo_buckets == {name for name, _, _ in compose.BUCKETS}  # every real photo at every size
     buckets = evalset.summary().scene_face_buckets_1080
     assert all(buckets[name] > 0 for name, _, _ in compose.BUCKETS)
     assert len(evalset.face_free(720)) >= 100
@@ -142,10 +145,19 @@ def test_720p_scenes_are_the_1080p_layouts_scaled_by_two_thirds(evalset: EvalSet
 def test_scene_faces_land_where_they_were_pasted(evalset: EvalSet) -> None:
     """The ground-truth box of a real scene shows the labelled face: the frame's crop at the box matches the
     source photo's crop at the labelled box, resized (correlation of the luma)."""
+
+    scenes = evalset.scenes(1080)
+    group = next(s for s in scenes if s.kind == "group5" and s.bucket == "96+")
+    photo = next(s for s in scenes if s.id == "photo-48-96-faceapi-sample4")
+    for scene in (group, photo):
+        _check_faces_at_their_boxes(evalset, scene)
+
+
+def _check_faces_at_their_boxes(evalset: EvalSet, scene: Scene) -> None:
     from PIL import Image
 
-    scene = next(s for s in evalset.scenes(1080) if s.kind == "group5" and s.bucket == "96+")
     frame, faces = scene.render()
+    assert faces
     for face in faces:
         photo = evalset.picture(face.photo_id)
         source = crop_box(photo.image, photo.faces[face.face_index].box)

@@ -88,12 +88,28 @@ class BackgroundView:
 
 
 @dataclass(frozen=True, slots=True)
+class WholePhoto:
+    """A whole labelled photo shown in the frame: scaled by ``scale`` (at 1080p), its top-left at (``left``,
+    ``top``) in 1080p units. Only faces entirely inside the frame are in its ground truth (the layout keeps
+    them all inside)."""
+
+    photo_id: str
+    faces: tuple[LabelledFace, ...]
+    photo_width: int
+    photo_height: int
+    scale: float
+    left: float
+    top: float
+
+
+@dataclass(frozen=True, slots=True)
 class Layout:
     id: str
-    kind: str  # single | group5 | crowd30 | crowd50 | face-free
+    kind: str  # photo | single | group5 | crowd30 | crowd50 | face-free
     bucket: str | None
     background: BackgroundView
     placements: tuple[Placement, ...]
+    photo: WholePhoto | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +144,63 @@ def scene_layouts(sources: Sequence[FaceSource], background_ids: Sequence[str], 
             placements = _place(rng, sources, count, bucket, kind)
             layouts.append(Layout(layout_id, kind, bucket[0], background, placements))
     return layouts
+
+
+def photo_layouts(
+    photos: Sequence[tuple[str, int, int, tuple[LabelledFace, ...]]], background_ids: Sequence[str], seed: int
+) -> list[Layout]:
+    """Every labelled photo (id, width, height, faces) whole, scaled so that its median face is as tall as the
+    middle of each size bucket (20, 28, 40, 72, 128 px at 1080p), at a seeded place on a face-free picture.
+    A photo whose faces would not all fit the frame at that scale is left out of that bucket."""
+    targets = {"16-24": 20.0, "24-32": 28.0, "32-48": 40.0, "48-96": 72.0, "96+": 128.0}
+    layouts: list[Layout] = []
+    for index, (photo_id, width, height, faces) in enumerate(photos):
+        median = float(np.median([f.height for f in faces]))
+        x0 = min(f.box[0] for f in faces)
+        y0 = min(f.box[1] for f in faces)
+        x1 = max(f.box[2] for f in faces)
+        y1 = max(f.box[3] for f in faces)
+        for bucket, target in targets.items():
+            rng = np.random.default_rng([seed, 104729, index, int(target)])
+            scale = target / median
+            if scale > MAX_UPSCALE:
+                continue  # not blown up beyond what the photo holds
+            # the faces' union box must fit the frame; the rest of the photo may be cut at the frame's border
+            span_w, span_h = (x1 - x0) * scale, (y1 - y0) * scale
+            if span_w > REFERENCE_WIDTH - 8 or span_h > REFERENCE_HEIGHT - 8:
+                continue
+            photo_w, photo_h = width * scale, height * scale
+            # where the photo's top-left may go so that the faces stay 4 px inside the frame
+            lo_x, hi_x = 4 - x0 * scale, REFERENCE_WIDTH - 4 - x1 * scale
+            lo_y, hi_y = 4 - y0 * scale, REFERENCE_HEIGHT - 4 - y1 * scale
+            # prefer the whole photo inside the frame when it fits
+            if photo_w <= REFERENCE_WIDTH:
+                lo_x, hi_x = max(lo_x, 0.0), min(hi_x, REFERENCE_WIDTH - photo_w)
+            if photo_h <= REFERENCE_HEIGHT:
+                lo_y, hi_y = max(lo_y, 0.0), min(hi_y, REFERENCE_HEIGHT - photo_h)
+            left, top = float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y))
+            whole = WholePhoto(photo_id, faces, width, height, scale, left, top)
+            background = _background_view(rng, background_ids)
+            layouts.append(Layout(f"photo-{bucket}-{photo_id}", "photo", bucket, background, (), whole))
+    return layouts
+
+
+def paste_photo(
+    frame: np.ndarray, photo: np.ndarray, left: float, top: float, scale: float
+) -> tuple[float, float, int, int]:
+    """Paste ``photo`` scaled by ``scale`` into ``frame`` at (``left``, ``top``), cut at the frame's border.
+    Returns the exact x and y scale applied and the integer top-left."""
+    from PIL import Image
+
+    ph, pw = photo.shape[:2]
+    out_w, out_h = max(1, round(pw * scale)), max(1, round(ph * scale))
+    px, py = round(left), round(top)
+    fh, fw = frame.shape[:2]
+    x0, y0, x1, y1 = max(0, px), max(0, py), min(fw, px + out_w), min(fh, py + out_h)
+    if x0 < x1 and y0 < y1:
+        image = Image.fromarray(photo).resize((out_w, out_h), Image.Resampling.LANCZOS)
+        frame[y0:y1, x0:x1] = np.asarray(image)[y0 - py : y1 - py, x0 - px : x1 - px]
+    return out_w / pw, out_h / ph, px, py
 
 
 def face_free_layouts(background_ids: Sequence[str], seed: int, per_picture: int = 8) -> list[Layout]:
@@ -311,6 +384,23 @@ def render_layout(
     width = round(REFERENCE_WIDTH * k)
     frame = render_background(backgrounds[layout.background.picture_id], layout.background, width, height)
     faces: list[SceneFace] = []
+    whole = layout.photo
+    if whole is not None:
+        sx, sy, px, py = paste_photo(frame, photos[whole.photo_id], whole.left * k, whole.top * k, whole.scale * k)
+        for index, face in enumerate(whole.faces):
+            box = (px + face.box[0] * sx, py + face.box[1] * sy, px + face.box[2] * sx, py + face.box[3] * sy)
+            if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
+                raise ValueError(f"{layout.id}: face {index} left the frame")  # the layout prevents it
+            faces.append(
+                SceneFace(
+                    box=box,
+                    pose=face.pose,
+                    expression=face.expression,
+                    bucket=bucket_of(box[3] - box[1], height),
+                    photo_id=whole.photo_id,
+                    face_index=index,
+                )
+            )
     for placement in layout.placements:
         source = placement.source
         box = paste_face(

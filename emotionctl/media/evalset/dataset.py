@@ -91,7 +91,7 @@ class Scene:
     """A synthetic frame (``width`` x ``height``) and the ground truth of every face in it."""
 
     id: str
-    kind: str  # single | group5 | crowd30 | crowd50 | face-free
+    kind: str  # photo | single | group5 | crowd30 | crowd50 | face-free
     bucket: str | None  # the size bucket it was drawn for (faces' own buckets are on each SceneFace)
     width: int
     height: int
@@ -141,14 +141,19 @@ class EvalSet:
     @functools.cached_property
     def _scene_layouts(self) -> list[Layout]:
         backgrounds = [p.id for p in self.face_free_pictures]
-        return compose.scene_layouts(self.scene_sources(), backgrounds, SCENE_SEED)
+        photos = [(p.id, p.width, p.height, p.faces) for p in self.photos]
+        return compose.photo_layouts(photos, backgrounds, SCENE_SEED) + compose.scene_layouts(
+            self.scene_sources(), backgrounds, SCENE_SEED
+        )
 
     @functools.cached_property
     def _face_free_layouts(self) -> list[Layout]:
         return compose.face_free_layouts([p.id for p in self.face_free_pictures], SCENE_SEED)
 
     def scenes(self, height: int = 1080) -> list[Scene]:
-        """The synthetic scenes at 720p or 1080p (the same layouts at both), rendered on demand."""
+        """The scenes at 720p or 1080p (the same layouts at both), rendered on demand: every labelled photo whole,
+        scaled so its faces fall in each size bucket (kind ``photo``), then faces composed one by one (kinds
+        ``single``, ``group5``, ``crowd30``, ``crowd50``)."""
         width = _width_for(height)
         return [Scene(lay.id, lay.kind, lay.bucket, width, height, lay, self) for lay in self._scene_layouts]
 
@@ -159,6 +164,8 @@ class EvalSet:
 
     def render(self, layout: Layout, height: int) -> tuple[np.ndarray, list[SceneFace]]:
         photos = {pl.source.photo_id: self.picture(pl.source.photo_id).image for pl in layout.placements}
+        if layout.photo is not None:
+            photos[layout.photo.photo_id] = self.picture(layout.photo.photo_id).image
         background = {layout.background.picture_id: self.picture(layout.background.picture_id).image}
         return compose.render_layout(layout, height, photos, background)
 
@@ -171,6 +178,9 @@ class EvalSet:
         for layout in self._scene_layouts:
             for placement in layout.placements:
                 scene_buckets[compose.bucket_of(placement.face_height, compose.REFERENCE_HEIGHT)] += 1
+            if layout.photo is not None:
+                for face in layout.photo.faces:
+                    scene_buckets[compose.bucket_of(face.height * layout.photo.scale, compose.REFERENCE_HEIGHT)] += 1
         return Summary(
             photos=len(self.photos),
             photo_faces=len(faces),
