@@ -31,6 +31,7 @@ BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("48-96", 48, 96),
     ("96+", 96, math.inf),
 )
+BUCKET_NAMES: tuple[str, ...] = tuple(name for name, _, _ in BUCKETS)
 # Heights drawn for the open-ended top bucket (1080p px).
 _TOP_BUCKET_RANGE = (96.0, 200.0)
 

@@ -190,7 +190,7 @@ class EvalSet:
             photo_face_buckets_1080=dict(Counter(_photo_bucket(p, f) for p, _, f in self.faces())),
             scenes=len(self._scene_layouts),
             scene_faces=sum(scene_buckets.values()),
-            scene_face_buckets_1080={name: scene_buckets.get(name, 0) for name, _, _ in compose.BUCKETS},
+            scene_face_buckets_1080={name: scene_buckets.get(name, 0) for name in ("<16", *compose.BUCKET_NAMES)},
             scene_kinds=dict(Counter(lay.kind for lay in self._scene_layouts)),
             face_free_pictures=len(self.face_free_pictures),
             face_free_frames=len(self._face_free_layouts),
@@ -209,7 +209,7 @@ class Summary:
     photo_face_buckets_1080: dict[str, int]  # each photo fitted into a 1920x1080 frame
     scenes: int  # per frame size
     scene_faces: int
-    scene_face_buckets_1080: dict[str, int]
+    scene_face_buckets_1080: dict[str, int]  # "<16": smaller faces of a photo whose median face is 16-24 px
     scene_kinds: dict[str, int]
     face_free_pictures: int
     face_free_frames: int
