@@ -145,7 +145,6 @@ def test_720p_scenes_are_the_1080p_layouts_scaled_by_two_thirds(evalset: EvalSet
 def test_scene_faces_land_where_they_were_pasted(evalset: EvalSet) -> None:
     """The ground-truth box of a real scene shows the labelled face: the frame's crop at the box matches the
     source photo's crop at the labelled box, resized (correlation of the luma)."""
-
     scenes = evalset.scenes(1080)
     group = next(s for s in scenes if s.kind == "group5" and s.bucket == "96+")
     photo = next(s for s in scenes if s.id == "photo-48-96-faceapi-sample4")
@@ -238,3 +237,16 @@ def test_occlusion_clip_hides_the_face_for_at_most_the_asked_time(evalset: EvalS
     assert not hidden[0] and not hidden[-1]
     with pytest.raises(ValueError):
         make_occlusion_clip(evalset, hidden_seconds=2.5, directory=tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------- cli
+def test_cli_prints_the_summary(evalset: EvalSet, capsys: pytest.CaptureFixture[str]) -> None:
+    from emotionctl.cli import main
+
+    assert main(["media", "evalset", "--json", "--cache-dir", str(evalset.cache_dir)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["photos"] == len(evalset.photos)
+    assert summary["expressions"] == evalset.summary().expressions
+    assert main(["media", "evalset", "--cache-dir", str(evalset.cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "expressions   anger" in out and "face-free" in out
