@@ -119,6 +119,20 @@ def test_scenes_cover_every_size_bucket_and_crowds(evalset: EvalSet) -> None:
     assert len(evalset.face_free(720)) >= 100
 
 
+def test_every_scene_renders_with_its_faces_inside_the_frame(evalset: EvalSet) -> None:
+    """All 720p scenes and face-free frames (1080p is the same layouts, exercised by the tests below)."""
+    for scene in evalset.scenes(720) + evalset.face_free(720):
+        rgb, faces = scene.render()
+        assert rgb.shape == (720, 1280, 3), scene.id
+        expected = len(scene.layout.placements) + (len(scene.layout.photo.faces) if scene.layout.photo else 0)
+        assert len(faces) == expected, scene.id
+        for face in faces:
+            x0, y0, x1, y1 = face.box
+            assert 0 <= x0 < x1 <= 1280 and 0 <= y0 < y1 <= 720, (scene.id, face)
+        if scene.kind == "face-free":
+            assert not faces
+
+
 def test_scene_rendering_is_deterministic(evalset: EvalSet) -> None:
     other = build_evalset(evalset.cache_dir)  # a fresh instance: layouts drawn again from the seed
     for height in (720, 1080):

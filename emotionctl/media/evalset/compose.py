@@ -290,9 +290,9 @@ def render_background(picture: np.ndarray, view: BackgroundView, width: int, hei
     ph, pw = picture.shape[:2]
     scale = max(width / pw, height / ph) * view.zoom
     # the source rectangle the frame shows
-    src_w, src_h = width / scale, height / scale
-    x0 = (pw - src_w) * view.centre_x
-    y0 = (ph - src_h) * view.centre_y
+    src_w, src_h = min(float(pw), width / scale), min(float(ph), height / scale)  # min: float rounding
+    x0 = max(0.0, (pw - src_w) * view.centre_x)
+    y0 = max(0.0, (ph - src_h) * view.centre_y)
     image = Image.fromarray(picture)
     out = image.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x0 + src_w, y0 + src_h))
     if view.mirror:
