@@ -54,7 +54,7 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
     assert "Copyright (c) 2018 Justin Shenk" in notice
     assert "Patrick Levin" in notice and "MediaPipe" in notice
     assert "Apache License" in notice and "Version 2.0" in notice
-    assert notice.count("Permission is hereby granted") == 2  # both MIT texts in full
+    assert notice.count("Permission is hereby granted") == 4  # the four MIT texts in full
 
 
 def test_converted_models_are_valid_onnx_opset_13(built: BuildResult) -> None:
