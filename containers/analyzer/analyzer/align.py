@@ -67,19 +67,19 @@ def _grid(box: Box, angle: float, size: int, scale: float) -> tuple[np.ndarray, 
     if not (math.isfinite(side) and side > 0):
         raise ValueError(f"face box {box} has no size")
     cx, cy = (x0 + x1) / 2.0 - 0.5, (y0 + y1) / 2.0 - 0.5  # box edges → pixel-centre coordinates
-    t = (np.arange(size, dtype=np.float64) + 0.5) * (side / size) - side / 2.0
+    t = ((np.arange(size, dtype=np.float64) + 0.5) * (side / size) - side / 2.0).astype(np.float32)
     a, b = t[None, :], t[:, None]  # a along the eye line (output x), b across it (output y)
-    cos, sin = math.cos(angle), math.sin(angle)
-    xs = cx + a * cos - b * sin
-    ys = cy + a * sin + b * cos
+    cos, sin = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    xs = np.float32(cx) + a * cos - b * sin
+    ys = np.float32(cy) + a * sin + b * cos
     return xs, ys, side
 
 
-def _sample(planes: Sequence[np.ndarray], xs: np.ndarray, ys: np.ndarray, footprint: float) -> np.ndarray:
+def _sample(planes: Sequence[np.ndarray], xs: np.ndarray, ys: np.ndarray, footprint: float) -> list[np.ndarray]:
     """Bilinear samples at (xs, ys) of same-sized planes, after ``k x k`` block averaging when ``footprint >= 2``.
 
-    Returns ``float32[*xs.shape, len(planes)]``. Indices are clamped: outside the plane the nearest edge
-    pixel is repeated.
+    Returns one ``float32`` array shaped like ``xs`` per plane. Indices are clamped: outside the plane the
+    nearest edge pixel is repeated.
     """
     h, w = planes[0].shape
     k = max(1, int(footprint))
@@ -87,35 +87,41 @@ def _sample(planes: Sequence[np.ndarray], xs: np.ndarray, ys: np.ndarray, footpr
     top = math.floor(float(ys.min())) - k
     nx = (math.ceil(float(xs.max())) + 2 * k - left) // k * k
     ny = (math.ceil(float(ys.max())) + 2 * k - top) // k * k
-    if left >= 0 and top >= 0 and left + nx <= w and top + ny <= h:
-        regions = [p[top : top + ny, left : left + nx] for p in planes]
-    else:
+    inside = left >= 0 and top >= 0 and left + nx <= w and top + ny <= h
+    if not inside:
         rows = np.clip(np.arange(top, top + ny), 0, h - 1)[:, None]
         cols = np.clip(np.arange(left, left + nx), 0, w - 1)[None, :]
-        regions = [p[rows, cols] for p in planes]
-    region = np.stack(regions, axis=-1)  # (ny, nx, C)
-    c = len(planes)
-    if k > 1:
-        sums = region.reshape(ny // k, k, nx, c).sum(axis=1, dtype=np.uint32)
-        img = sums.reshape(ny // k, nx // k, k, c).sum(axis=2, dtype=np.uint32).astype(np.float32)
-        img *= np.float32(1.0 / (k * k))
-    else:
-        img = region.astype(np.float32)
+    images = []
+    for plane in planes:
+        region = plane[top : top + ny, left : left + nx] if inside else plane[rows, cols]
+        if k > 1:
+            sums = region.reshape(ny // k, k, nx).sum(axis=1, dtype=np.uint32)
+            img = sums.reshape(ny // k, nx // k, k).sum(axis=2, dtype=np.uint32).astype(np.float32)
+            img *= np.float32(1.0 / (k * k))
+        else:
+            img = region.astype(np.float32)
+        images.append(img.ravel())
+    gh, gw = ny // k, nx // k
     # source pixel centre x ↦ block coordinate (x - left - (k - 1) / 2) / k
     bx = ((xs - left - (k - 1) / 2.0) / k).astype(np.float32)
     by = ((ys - top - (k - 1) / 2.0) / k).astype(np.float32)
-    gh, gw = img.shape[:2]
     fx0, fy0 = np.floor(bx), np.floor(by)
-    fx, fy = (bx - fx0)[..., None], (by - fy0)[..., None]
+    fx, fy = bx - fx0, by - fy0
     ix0 = np.clip(fx0.astype(np.intp), 0, gw - 1)
     iy0 = np.clip(fy0.astype(np.intp), 0, gh - 1)
-    ix1 = np.minimum(ix0 + 1, gw - 1)
-    iy1 = np.minimum(iy0 + 1, gh - 1)
-    a, b = img[iy0, ix0], img[iy0, ix1]
-    top_row = a + (b - a) * fx
-    a, b = img[iy1, ix0], img[iy1, ix1]
-    bottom_row = a + (b - a) * fx
-    return top_row + (bottom_row - top_row) * fy
+    dx = np.where(ix0 + 1 < gw, 1, 0)  # the right/lower neighbour, clamped at the edge
+    dy = np.where(iy0 + 1 < gh, gw, 0)
+    i00 = iy0 * gw + ix0
+    i01, i10 = i00 + dx, i00 + dy
+    i11 = i10 + dx
+    out = []
+    for flat in images:
+        a, b = flat.take(i00), flat.take(i01)
+        top_row = a + (b - a) * fx
+        a, b = flat.take(i10), flat.take(i11)
+        bottom_row = a + (b - a) * fx
+        out.append(top_row + (bottom_row - top_row) * fy)
+    return out
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, *, full_range: bool = False) -> np.ndarray:
@@ -170,12 +176,12 @@ def align_faces(
         angle = eye_angle(face.keypoints) if rotate else 0.0
         xs, ys, side = _grid(face.box, angle, size, scale)
         footprint = side / size
-        y = _sample((luma,), xs, ys, footprint)[..., 0]
+        (y,) = _sample((luma,), xs, ys, footprint)
         if chroma is None:
             np.rint(y, out=y)
             out[i] = np.clip(y, 0, 255, out=y)
             continue
         # luma pixel centre (x, y) → chroma sample coordinates (left-sited horizontally, centred vertically)
-        uv = _sample(chroma, xs / 2.0, (ys + 0.5) / 2.0 - 0.5, footprint / 2.0)
-        out[i] = yuv_to_rgb(y, uv[..., 0], uv[..., 1], full_range=full_range)
+        u, v = _sample(chroma, xs / 2.0, (ys + 0.5) / 2.0 - 0.5, footprint / 2.0)
+        out[i] = yuv_to_rgb(y, u, v, full_range=full_range)
     return out

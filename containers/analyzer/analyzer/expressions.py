@@ -135,8 +135,8 @@ class ModelSpec:
 # Crop scales chosen by evaluation (see README "Expression classifiers"); sizes and colours are the models'.
 MODEL_SPECS: dict[str, ModelSpec] = {
     "mini_xception": ModelSpec("emotion_classifier", 64, "gray", 1.25),
-    "human_emotion": ModelSpec("human_emotion", 64, "gray", 1.25),
-    "faceapi": ModelSpec("faceapi_expression", 112, "rgb", 1.1),
+    "human_emotion": ModelSpec("human_emotion", 64, "gray", 1.0),
+    "faceapi": ModelSpec("faceapi_expression", 112, "rgb", 1.25),
 }
 
 
@@ -192,22 +192,30 @@ class OnnxExpressionClassifier:
 
 
 @functools.lru_cache(maxsize=32)
-def _resample_matrix(src: int, dst: int, start: float, length: float) -> np.ndarray:
-    """``float32[dst, src]``: anti-aliased linear resampling of ``src[start : start + length]`` to ``dst``.
+def _resample_taps(src: int, dst: int, start: float, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased linear resampling of ``src[start : start + length]`` to ``dst`` samples, as taps:
+    ``out[i] = sum_k weights[i, k] * in[index[i, k]]`` (``index, weights``: ``[dst, K]``).
 
-    A triangle filter widened to the downscale factor (like PIL's bilinear), edges clamped.
+    A triangle filter widened to the downscale factor (like PIL's bilinear); taps outside the source
+    read its edge pixel. Gathers, not a matrix product: no BLAS threads on a small shared CPU.
     """
     factor = length / dst
     support = max(1.0, factor)
     centres = start + (np.arange(dst) + 0.5) * factor - 0.5  # in source pixel-centre coordinates
-    pad = int(np.ceil(support)) + 1
-    taps = np.arange(-pad, src + pad)
-    weights = np.clip(1.0 - np.abs(taps[None, :] - centres[:, None]) / support, 0.0, None)
-    # taps outside [0, src) read the edge pixel
-    onehot = (np.clip(taps, 0, src - 1)[:, None] == np.arange(src)[None, :]).astype(np.float64)
-    weights = weights @ onehot
+    first = np.floor(centres - support).astype(np.intp) + 1
+    taps = first[:, None] + np.arange(int(np.ceil(2 * support)) + 1)[None, :]
+    weights = np.clip(1.0 - np.abs(taps - centres[:, None]) / support, 0.0, None)
     weights /= weights.sum(axis=1, keepdims=True)
-    return weights.astype(np.float32)
+    return np.clip(taps, 0, src - 1), weights.astype(np.float32)
+
+
+def _resample_axis(x: np.ndarray, axis: int, index: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    shape = [1] * x.ndim
+    shape[axis] = weights.shape[0]
+    out = np.zeros([*x.shape[:axis], weights.shape[0], *x.shape[axis + 1 :]], np.float32)
+    for k in range(weights.shape[1]):
+        out += np.take(x, index[:, k], axis=axis) * weights[:, k].reshape(shape)
+    return out
 
 
 def adapt_crops(crops: np.ndarray, crop_scale: float, target: ExpressionClassifier) -> np.ndarray:
@@ -223,16 +231,15 @@ def adapt_crops(crops: np.ndarray, crop_scale: float, target: ExpressionClassifi
         raise ValueError(f"{target.name} wants crop scale {target.crop_scale}, the crops have only {crop_scale}")
     x = crops
     if target.colour == "gray" and x.ndim == 4:
-        x = np.clip(np.rint(x.astype(np.float32) @ _LUMA), 0, 255).astype(np.uint8)
+        f = np.float32
+        luma = x[..., 0] * f(_LUMA[0]) + x[..., 1] * f(_LUMA[1]) + x[..., 2] * f(_LUMA[2])
+        x = np.clip(np.rint(luma), 0, 255).astype(np.uint8)
     size = x.shape[1]
     length = size * target.crop_scale / crop_scale
     if x.shape[1] == target.size and abs(length - size) < 1e-6:
         return x
-    m = _resample_matrix(size, target.size, (size - length) / 2.0, length)
-    if x.ndim == 3:
-        out = np.einsum("ij,njk,lk->nil", m, x.astype(np.float32), m, optimize=True)
-    else:
-        out = np.einsum("ij,njkc,lk->nilc", m, x.astype(np.float32), m, optimize=True)
+    index, weights = _resample_taps(size, target.size, (size - length) / 2.0, length)
+    out = _resample_axis(_resample_axis(x.astype(np.float32), 1, index, weights), 2, index, weights)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
