@@ -218,3 +218,12 @@ def test_vision_classifier_is_the_mini_xception_one(built: BuildResult) -> None:
     assert isinstance(classifier, EmotionClassifier)
     crops = align_faces(_luma(), [Face(ASTRONAUT_FACE)], 64, 1.25)
     np.testing.assert_array_equal(classifier.classify(crops), load_classifier("mini_xception").classify(crops))
+
+
+def test_large_batches_are_classified_in_chunks_with_the_same_result(built: BuildResult) -> None:
+    classifier = load_classifier("human_emotion")
+    rng = np.random.default_rng(4)
+    crops = rng.integers(0, 256, (2 * expressions.MAX_BATCH + 1, 64, 64), dtype=np.uint8)
+    together = classifier.classify(crops)
+    one_by_one = np.concatenate([classifier.classify(c[None]) for c in crops])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-6)

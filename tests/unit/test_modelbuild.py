@@ -283,3 +283,108 @@ def test_cache_dir_is_in_the_checkout() -> None:
     assert root is not None
     assert default_cache_dir() == root / ".cache" / "wheels"
     assert os.path.commonpath([default_cache_dir(), root]) == str(root)
+
+
+# ------------------------------------------------------------------------------ TFJS converter pieces
+def test_tfjs_weights_are_dequantised_like_tfjs_core() -> None:
+    from analyzer.modelbuild.tfjs_onnx import decode_weights
+
+    manifest = [
+        {"name": "q", "shape": [2, 2], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1}},
+        {"name": "f", "shape": [3], "dtype": "float32"},
+        {"name": "i", "shape": [2], "dtype": "int32"},
+    ]
+    data = bytes([0, 1, 2, 255]) + np.array([1.5, -2, 3], "<f4").tobytes() + np.array([1, 2], "<i4").tobytes()
+    w = decode_weights(manifest, data)
+    np.testing.assert_allclose(w["q"], [[-1.0, -0.5], [0.0, 126.5]])
+    np.testing.assert_array_equal(w["f"], [1.5, -2, 3])
+    np.testing.assert_array_equal(w["i"], [1, 2])
+    from analyzer.modelbuild.tfjs_onnx import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match="more than its manifest"):
+        decode_weights(manifest, data + b"\0")
+    with pytest.raises(UnsupportedOpError, match="ends at"):
+        decode_weights(manifest, data[:-1])
+
+
+def _graph_model(nodes: list[dict], weights: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    import base64
+
+    def s(text: str) -> dict:
+        return {"s": base64.b64encode(text.encode()).decode()}
+
+    for node in nodes:  # attribute shorthands → TFJS JSON
+        node["attr"] = {
+            k: (s(v) if isinstance(v, str) else {"list": {"i": [str(i) for i in v]}} if isinstance(v, list) else v)
+            for k, v in node.get("attr", {}).items()
+        }
+    spec = {
+        "format": "graph-model",
+        "modelTopology": {"node": nodes},
+        "weightsManifest": [
+            {
+                "paths": ["w.bin"],
+                "weights": [{"name": k, "shape": list(v.shape), "dtype": "float32"} for k, v in weights.items()],
+            }
+        ],
+    }
+    blob = b"".join(v.astype("<f4").tobytes() for v in weights.values())
+    return json.dumps(spec).encode(), blob
+
+
+def test_tiny_tfjs_graph_converts_and_runs() -> None:
+    """conv 1x1 (fused bias + relu) → global mean → softmax, checked in closed form."""
+    import onnxruntime as ort
+    from analyzer.modelbuild.tfjs_onnx import convert_graph_model
+
+    kernel = np.array([[[[2.0, -1.0]]]], np.float32)  # (1, 1, 1, 2)
+    bias = np.array([1.0, 0.5], np.float32)
+    model_json, blob = _graph_model(
+        [
+            {"name": "k", "op": "Const"},
+            {"name": "b", "op": "Const"},
+            {
+                "name": "x",
+                "op": "Placeholder",
+                "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}, {"size": "4"}, {"size": "1"}]}}},
+            },
+            {
+                "name": "conv",
+                "op": "_FusedConv2D",
+                "input": ["x", "k", "b"],
+                "attr": {
+                    "fused_ops": {"list": {"s": ["Qmlhc0FkZA==", "UmVsdQ=="]}},
+                    "strides": [1, 1, 1, 1],
+                    "padding": "VALID",
+                },
+            },
+            {"name": "axes", "op": "Const"},
+            {"name": "mean", "op": "Mean", "input": ["conv", "axes"], "attr": {"keep_dims": {"b": False}}},
+            {"name": "out", "op": "Softmax", "input": ["mean"]},
+        ],
+        {"k": kernel, "b": bias, "axes": np.array([1, 2], np.float32)},
+    )
+    model = convert_graph_model(model_json, blob, "tiny")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) / 16
+    (out,) = sess.run(None, {"input": x})
+    logits = np.array([np.mean(np.maximum(2 * x + 1, 0)), np.mean(np.maximum(-x + 0.5, 0))])
+    np.testing.assert_allclose(out[0], np.exp(logits) / np.exp(logits).sum(), rtol=1e-6)
+
+
+def test_unsupported_tfjs_ops_are_refused() -> None:
+    from analyzer.modelbuild.tfjs_onnx import UnsupportedOpError, convert_graph_model
+
+    model_json, blob = _graph_model(
+        [
+            {
+                "name": "x",
+                "op": "Placeholder",
+                "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}, {"size": "4"}, {"size": "1"}]}}},
+            },
+            {"name": "y", "op": "Sigmoid", "input": ["x"]},
+        ],
+        {},
+    )
+    with pytest.raises(UnsupportedOpError, match="Sigmoid"):
+        convert_graph_model(model_json, blob, "bad")
