@@ -227,3 +227,18 @@ def test_large_batches_are_classified_in_chunks_with_the_same_result(built: Buil
     together = classifier.classify(crops)
     one_by_one = np.concatenate([classifier.classify(c[None]) for c in crops])
     np.testing.assert_allclose(together, one_by_one, atol=1e-6)
+
+
+def test_classify_faces_crops_as_the_classifier_wants(built: BuildResult) -> None:
+    from analyzer.vision import load_models
+
+    luma = _luma()
+    detector, _ = load_models()
+    faces = detector.detect(luma)
+    for name in ("ensemble", "faceapi", expressions.DEFAULT_CLASSIFIER):
+        classifier = load_classifier(name)
+        probs = expressions.classify_faces(classifier, luma, faces)
+        crops = align_faces(luma, faces, classifier.size, classifier.crop_scale)
+        np.testing.assert_array_equal(probs, classifier.classify(crops))
+        assert EMOTIONS[int(probs[0].argmax())] == "happiness"
+    assert expressions.classify_faces(classifier, luma, []).shape == (0, 7)

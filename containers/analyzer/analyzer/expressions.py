@@ -13,8 +13,9 @@ Models (all built by ``analyzer.modelbuild`` from pinned packages):
 - ``faceapi``: face-api's FaceExpressionNet; 112x112 RGB (gray crops are replicated to three channels).
 - ``ensemble`` (and ``ensemble:<a>+<b>[+...]``): mean of the members' probabilities.
 
-:func:`adapt_crops` turns crops made for one (size, colour, scale) into those another classifier wants,
-so an ensemble needs one crop per face. :func:`evaluate` gives accuracy, per-class recall and the 7x7
+:func:`classify_faces` crops a frame's faces as a classifier wants them and classifies them (the runtime
+path); :func:`adapt_crops` turns crops made for one (size, colour, scale) into those another classifier
+wants, so an ensemble needs one crop per face. :data:`DEFAULT_CLASSIFIER` is the measured default. :func:`evaluate` gives accuracy, per-class recall and the 7x7
 confusion matrix on labelled crops.
 """
 
@@ -32,6 +33,7 @@ import onnxruntime as ort
 from emotion_shared.emotions import EMOTIONS
 
 from . import models
+from .align import FaceLike, align_faces
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +341,27 @@ def load_classifier(
     if name not in MODEL_SPECS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {list(CLASSIFIER_NAMES)} or 'ensemble:a+b'")
     return _load_model(name, files, threads)
+
+
+def classify_faces(
+    classifier: ExpressionClassifier,
+    luma: np.ndarray,
+    faces: Sequence[FaceLike],
+    *,
+    chroma: tuple[np.ndarray, np.ndarray] | None = None,
+    rotate: bool = True,
+) -> np.ndarray:
+    """Crop the faces the way ``classifier`` wants (:func:`analyzer.align.align_faces`: its size and crop
+    scale, eyes levelled, RGB from ``chroma`` when it is an RGB classifier) and classify them.
+
+    ``luma`` is the frame's Y plane ``uint8[H, W]``; ``chroma`` its U and V planes (yuv420p), used only by
+    RGB classifiers (without them an RGB classifier sees the gray crop). Returns ``float32[N, 7]``.
+    """
+    if not faces:
+        return np.zeros((0, len(EMOTIONS)), np.float32)
+    planes = chroma if classifier.colour == "rgb" else None
+    crops = align_faces(luma, faces, classifier.size, classifier.crop_scale, chroma=planes, rotate=rotate)
+    return classifier.classify(crops)
 
 
 # -- evaluation -------------------------------------------------------------------------------------------
