@@ -15,8 +15,8 @@ Models (all built by ``analyzer.modelbuild`` from pinned packages):
 
 :func:`classify_faces` crops a frame's faces as a classifier wants them and classifies them (the runtime
 path); :func:`adapt_crops` turns crops made for one (size, colour, scale) into those another classifier
-wants, so an ensemble needs one crop per face. :data:`DEFAULT_CLASSIFIER` is the measured default. :func:`evaluate` gives accuracy, per-class recall and the 7x7
-confusion matrix on labelled crops.
+wants, so an ensemble needs one crop per face. :data:`DEFAULT_CLASSIFIER` is the measured default.
+:func:`evaluate` gives accuracy, per-class recall and the 7x7 confusion matrix on labelled crops.
 """
 
 from __future__ import annotations

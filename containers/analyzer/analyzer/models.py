@@ -81,6 +81,15 @@ class ModelFiles:
             ) from None
 
 
+# manifest key -> file name, for every model the build writes (each one must be listed and intact)
+MODEL_FILES: dict[str, str] = {
+    "face_detector": FACE_DETECTOR_FILE,
+    "emotion_classifier": EMOTION_CLASSIFIER_FILE,
+    "faceapi_expression": FACEAPI_EXPRESSION_FILE,
+    "human_emotion": HUMAN_EMOTION_FILE,
+}
+
+
 def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> ModelFiles:
     """Read ``manifest.json`` in ``model_dir`` and (by default) check every model's sha256.
 
@@ -100,7 +109,7 @@ def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> Mode
     models = manifest.get("models")
     if not isinstance(models, dict):
         raise ModelsError(f"{manifest_path}: no models listed; {hint}")
-    for key, expected_file in (("face_detector", FACE_DETECTOR_FILE), ("emotion_classifier", EMOTION_CLASSIFIER_FILE)):
+    for key, expected_file in MODEL_FILES.items():
         entry = models.get(key)
         if not isinstance(entry, dict) or entry.get("file") != expected_file:
             raise ModelsError(f"{manifest_path}: entry {key!r} missing or malformed; {hint}")
