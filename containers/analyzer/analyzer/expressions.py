@@ -329,18 +329,26 @@ def load_classifier(
     ``name``: one of :data:`CLASSIFIER_NAMES`, or ``"ensemble:<a>+<b>[+...]"`` for an ensemble of chosen
     members; ``weights`` (ensembles only) weigh the members' probabilities.
     """
+    members = check_classifier_name(name)
     files = models.load_manifest(model_dir)
     if name == "ensemble" or name.startswith("ensemble:"):
-        member_names = DEFAULT_ENSEMBLE if name == "ensemble" else tuple(name.split(":", 1)[1].split("+"))
-        unknown = [m for m in member_names if m not in MODEL_SPECS]
-        if unknown or len(set(member_names)) != len(member_names):
-            raise ValueError(f"ensemble members {list(member_names)}: each one of {list(MODEL_SPECS)} at most once")
-        return EnsembleClassifier([_load_model(m, files, threads) for m in member_names], weights)
+        return EnsembleClassifier([_load_model(m, files, threads) for m in members], weights)
     if weights is not None:
         raise ValueError("weights apply to ensembles only")
+    return _load_model(name, files, threads)
+
+
+def check_classifier_name(name: str) -> tuple[str, ...]:
+    """The model names behind a classifier name (one, or an ensemble's members); ValueError if unknown."""
+    if name == "ensemble" or name.startswith("ensemble:"):
+        members = DEFAULT_ENSEMBLE if name == "ensemble" else tuple(name.split(":", 1)[1].split("+"))
+        unknown = [m for m in members if m not in MODEL_SPECS]
+        if unknown or len(set(members)) != len(members):
+            raise ValueError(f"ensemble members {list(members)}: each one of {list(MODEL_SPECS)} at most once")
+        return members
     if name not in MODEL_SPECS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {list(CLASSIFIER_NAMES)} or 'ensemble:a+b'")
-    return _load_model(name, files, threads)
+    return (name,)
 
 
 def classify_faces(

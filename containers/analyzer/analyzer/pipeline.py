@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 from emotion_shared.emotions import EMOTIONS, Bucket
 
-from .expressions import ExpressionClassifier, classify_faces
-from .finder import FaceFinder
+from .expressions import DEFAULT_CLASSIFIER, ExpressionClassifier, classify_faces
+from .finder import DEFAULT_DISCOVERY_INTERVAL, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE, FaceFinder
 from .tracker import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,22 @@ class FrameLike(Protocol):
 
     @property
     def chroma(self) -> Chroma | None: ...  # U and V planes (yuv420p), or None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerOptions:
+    """What a deployment may tune about perception (worker environment, ``emotionctl analyze`` flags).
+
+    ``min_face``: the smallest face, as a fraction of the frame height (the one size setting: the discovery
+    detector's working resolution follows from it). ``discovery_interval``: seconds of stream time between
+    full-frame discoveries (a new face is found within it). ``max_faces``: per frame. ``classifier``: an
+    :func:`analyzer.expressions.load_classifier` name.
+    """
+
+    min_face: float = DEFAULT_MIN_FACE
+    discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL
+    max_faces: int = DEFAULT_MAX_FACES
+    classifier: str = DEFAULT_CLASSIFIER
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +100,18 @@ class FrameAnalyzer:
         return self.finder.tracker
 
     @classmethod
-    def from_model_dir(cls, model_dir: Any = None, threads: int = 1) -> FrameAnalyzer:
+    def from_model_dir(
+        cls, model_dir: Any = None, threads: int = 1, options: AnalyzerOptions | None = None
+    ) -> FrameAnalyzer:
         """Load the verified models (``analyzer.models.default_model_dir()`` unless given); warmed up."""
-        from . import expressions, vision  # onnxruntime is imported only when models are really needed
+        from . import expressions, vision
 
+        opts = options or AnalyzerOptions()
         detector, _ = vision.load_models(model_dir, threads)
-        return cls(FaceFinder(detector), expressions.load_classifier(model_dir=model_dir, threads=threads))
+        finder = FaceFinder(
+            detector, None, discovery_interval=opts.discovery_interval, min_face=opts.min_face, max_faces=opts.max_faces
+        )
+        return cls(finder, expressions.load_classifier(opts.classifier, model_dir, threads))
 
     def warm_up(self, width: int, height: int) -> None:
         """Run the discovery detector once at the stream's size, so the first real frame is not slow (resize plans)."""
