@@ -52,10 +52,14 @@ export class EmotionSeriesChart {
       scales: {
         x: { time: false },
         y: range ? { range: [range[0], range[1]] } : { auto: true },
-        faces: { range: (_u, _min, max) => [0, Math.max(1, Math.ceil(max))] },
+        faces: { range: (_u, _min, max) => [0, Math.max(2, Math.ceil(max) + 1)] }, // faces stay below the top
       },
       axes: [
-        { label: "time since start", values: (_u, splits) => splits.map((v) => clock(v)) },
+        {
+          label: "time since start",
+          incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200],
+          values: (_u, splits) => splits.map((v) => clock(v)),
+        },
         { label: options.valueLabel, size: 56 },
         // side 1 = right (uPlot.Axis.Side is an ambient const enum, which isolatedModules cannot read)
         // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment

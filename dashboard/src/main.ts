@@ -39,7 +39,14 @@ class App implements AppContext {
       this.outlet,
     );
     window.addEventListener("hashchange", () => {
-      this.route();
+      const token = takeTokenFromFragment(); // a sign-in link opened in this tab
+      if (token !== null) {
+        this.session?.live.close();
+        this.session = null;
+        this.signIn(token);
+      } else {
+        this.route();
+      }
     });
   }
 

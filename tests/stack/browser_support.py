@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -38,11 +39,15 @@ def missing_browser() -> str | None:
 
 
 @contextmanager
-def chromium(profile_dir: Path, width: int = 1280, height: int = 800) -> Iterator[object]:
-    """A fresh headless Chromium (its own profile folder) at ``width``×``height``; quit on exit."""
+def chromium(
+    profile_dir: Path, width: int = 1280, height: int = 800, downloads: Path | None = None
+) -> Iterator[Any]:
+    """A fresh headless Chromium (its own profile folder) at ``width``×``height``, saving downloads in
+    ``downloads`` without asking; quit on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    profile_dir.mkdir(parents=True, exist_ok=True)
     os.environ["SE_OFFLINE"] = "true"  # belt and braces: Selenium Manager must never fetch anything
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -51,6 +56,13 @@ def chromium(profile_dir: Path, width: int = 1280, height: int = 800) -> Iterato
     options.add_argument(f"--user-data-dir={profile_dir}")
     options.add_argument(f"--window-size={width},{height}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if downloads is not None:
+        downloads.mkdir(parents=True, exist_ok=True)
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": False,
+        })
     service = Service(executable_path=CHROMEDRIVER, log_output=str(profile_dir / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
     try:

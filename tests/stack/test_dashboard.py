@@ -1,0 +1,268 @@
+"""The dashboard in a real browser: headless Chromium (Debian's, through Selenium) against `emotionctl local up`
+with a live face stream (emotionctl.media).
+
+One stack with room for one active session, so a second create is refused with 503. The test signs in through a
+``#token=`` link, sees a 400 next to its field, creates a session from the form, sees the worker reach `working`
+and at least five live points on the chart, sees the 503 screen for a second session, stops the first, sees its
+timeline and totals (and the CSV download), deletes it after the confirmation, and sees the bad-token screen.
+
+Screenshots of every step go to ``.local/test-output/dashboard/`` (emptied first), with ``page-weight.json``:
+the bytes of HTML, JavaScript, CSS and config the browser fetched on first load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from browser_support import chromium, missing_browser
+from stack_support import REPO, StackProcess, start_stack
+
+pytestmark = [pytest.mark.stack, pytest.mark.media]
+
+OUTPUT = REPO / ".local" / "test-output" / "dashboard"
+SOURCE_SECONDS = 240  # the RTMP source stops by itself
+WAIT = 90.0  # seconds a condition may take on a loaded 2-core machine (a deadline, not a measured time)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    """A stack of its own: one active session at most (the 503 screen), a roomy rate limit (the page polls)."""
+    if (reason := missing_browser()) is not None:
+        pytest.skip(reason)
+    stack = start_stack(tmp_path_factory.mktemp("dashboard-stack"), "MaxActiveSessions=1", "RateLimitCapacity=1000")
+    try:
+        yield stack
+    finally:
+        assert stack.stop() == 0, stack.log()
+
+
+@pytest.fixture
+def rtmp_source() -> Iterator[str]:
+    from emotionctl.media import RtmpSource, ToolMissing, require_tools
+    from emotionctl.media.clips import make_face_clip
+
+    try:
+        require_tools("ffmpeg")
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+    clip = make_face_clip(640, 360, 15, segments=(("face", 6), ("empty", 2)))
+    with RtmpSource(clip, loop=True, max_lifetime=SOURCE_SECONDS) as source:
+        yield source.url
+
+
+@pytest.fixture
+def output() -> Path:
+    shutil.rmtree(OUTPUT, ignore_errors=True)
+    OUTPUT.mkdir(parents=True)
+    return OUTPUT
+
+
+class Page:
+    """The browser plus the few things every step does: wait for a condition, read, click, screenshot."""
+
+    def __init__(self, driver: Any, output: Path) -> None:
+        self.driver = driver
+        self.output = output
+        self.shots: list[str] = []
+
+    def wait(self, what: str, condition: Callable[[], Any], timeout: float = WAIT) -> Any:
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _d: condition())
+        except TimeoutException:
+            self.shot(f"FAILED-{re.sub(r'[^a-z0-9]+', '-', what.lower())}")
+            logs = "\n".join(str(entry) for entry in self.driver.get_log("browser"))
+            raise AssertionError(f"gave up waiting for: {what}\nbrowser console:\n{logs}") from None
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        found = self.driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0] if found else None
+
+    def text(self, css: str) -> str:
+        element = self.find(css)
+        return str(element.text) if element is not None and element.is_displayed() else ""
+
+    def visible(self, css: str) -> Any:
+        return self.wait(f"{css} visible", lambda: (e := self.find(css)) is not None and e.is_displayed() and e)
+
+    def fill(self, css: str, value: str) -> None:
+        element = self.visible(css)
+        element.clear()
+        element.send_keys(value)
+
+    def click(self, css: str) -> None:
+        self.visible(css).click()
+
+    def shot(self, name: str) -> None:
+        """The whole page, not only the window (Chromium's DevTools protocol)."""
+        import base64
+
+        path = self.output / f"{len(self.shots) + 1:02d}-{name}.png"
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot",
+                                           {"format": "png", "captureBeyondViewport": True, "clip": clip})
+        path.write_bytes(base64.b64decode(shot["data"]))
+        self.shots.append(path.name)
+
+    def script(self, code: str, *args: Any) -> Any:
+        return self.driver.execute_script(code, *args)
+
+
+def test_dashboard_end_to_end_in_chromium(stack: StackProcess, rtmp_source: str, output: Path,
+                                          tmp_path: Path) -> None:
+    token = stack.token("dana")
+    base = stack.url
+    downloads = tmp_path / "downloads"
+    with chromium(tmp_path / "profile", width=1280, height=900, downloads=downloads) as driver:
+        page = Page(driver, output)
+
+        # -- sign in through a #token= link: the fragment leaves the address bar at once, the token is in
+        #    sessionStorage only (no cookie)
+        driver.get(f"{base}/#token={token}")
+        page.visible("#sessions-view")
+        assert "token" not in driver.current_url, driver.current_url
+        assert page.script("return sessionStorage.getItem('emotion-stream.token')") == token
+        assert driver.get_cookies() == []
+        page.wait("the sessions list", lambda: "No sessions yet" in page.text("#session-rows"))
+        page.shot("signed-in")
+        weight = _page_weight(page)
+        (output / "page-weight.json").write_text(json.dumps(weight, indent=2) + "\n", encoding="utf-8")
+
+        # -- the API's validation message, next to its field
+        page.fill("#new-name", "browser test")
+        page.fill("#new-streamUri", "http://127.0.0.1/not-a-stream")
+        page.click("#create-session")
+        page.wait("the streamUri error", lambda: "streamUri" in page.text("#new-streamUri-error"))
+        assert page.find("#new-streamUri").get_attribute("aria-invalid") == "true"
+        page.shot("validation-error")
+
+        # -- create from the form: the session page opens
+        page.fill("#new-streamUri", rtmp_source)
+        page.click("#create-session")
+        page.wait("the session page", lambda: re.search(r"#/sessions/[0-9a-f]{24}$", driver.current_url))
+        session_id = driver.current_url.rsplit("/", 1)[1]
+        page.visible("#live")
+        assert page.text("#session-name") == "browser test"
+        page.shot("created")
+
+        # -- the worker reaches `working` (session_worker_state over the WebSocket); the sources are listed
+        page.wait("worker state working", lambda: page.text("#worker-state") == "working")
+        page.wait("the sources", lambda: "640×360" in page.text("#sources-table"))
+        assert "h264" in page.text("#sources-table")
+        page.shot("working")
+
+        # -- at least five live points on the chart, a dominant emotion, one face
+        page.wait("5 live points", lambda: int(page.find("#live-chart").get_attribute("data-points")) >= 5)
+        # the clip shows a face for 6 s, then an empty room for 2 s: wait for a second with the face
+        page.wait("a dominant emotion with one face", lambda: page.find("#dominant").get_attribute("data-emotion")
+                  and page.text("#faces") == "1")
+        assert re.match(r"\d+ points", page.text("#live-points")), page.text("#live-points")
+        page.shot("live-chart")
+
+        # -- capacity full: a second session is refused with 503, and the page says so
+        page.click('a[href="#/"]')
+        page.visible("#sessions-view")
+        page.wait("the session in the list", lambda: page.find(f'tr[data-session="{session_id}"]') is not None)
+        page.fill("#new-name", "one too many")
+        page.fill("#new-streamUri", rtmp_source)
+        page.click("#create-session")
+        page.wait("the 503 screen", lambda: page.find("#create-error").get_attribute("data-status") == "503")
+        assert "capacity" in page.text("#create-error"), page.text("#create-error")
+        page.shot("capacity-full-503")
+
+        # -- back to the session (from the list), stop it: the timeline, the totals and the downloads
+        page.click(f'tr[data-session="{session_id}"] a')
+        page.wait("worker state working again", lambda: page.text("#worker-state") == "working")
+        page.click("#stop-session")
+        page.wait("state finished", lambda: page.text("#session-state") == "finished")
+        page.visible("#afterwards")
+        page.wait("the timeline", lambda: int(page.find("#timeline-chart").get_attribute("data-points")) >= 1)
+        page.wait("the totals", lambda: len(driver.find_elements("css selector", "#totals li")) == 7)
+        totals = dict(re.findall(r"(\w+)\n(\d+)", page.text("#totals")))
+        assert int(totals["happiness"]) > 0, totals
+        page.shot("afterwards-timeline-totals")
+        # the downloads, saved by the browser as a person would get them
+        page.wait("the download links", lambda: page.find("#download-csv").get_attribute("href").startswith("blob:"))
+        page.click("#download-csv")
+        page.click("#download-json")
+        csv_file = page.wait("the CSV file", lambda: _downloaded(downloads, ".csv"))
+        json_file = page.wait("the JSON file", lambda: _downloaded(downloads, ".json"))
+        csv = csv_file.read_text(encoding="utf-8")
+        assert csv.startswith("start,end,detectedFaces,anger_people,"), csv[:200]
+        timeline = json.loads(json_file.read_text(encoding="utf-8"))
+        assert timeline["session"] == session_id and timeline["timeline"], timeline
+        assert len(csv.strip().splitlines()) == len(timeline["timeline"]) + 1
+
+        # -- delete, after the confirmation: back on the list, gone from it and from the API
+        page.click("#delete-session")
+        page.visible("dialog[open] #confirm-delete")
+        page.shot("confirm-delete")
+        page.click("#confirm-delete")
+        page.visible("#sessions-view")
+        page.wait("the list without it", lambda: page.find(f'tr[data-session="{session_id}"]') is None
+                  and "No sessions yet" in page.text("#session-rows"))
+        page.shot("deleted")
+        gone = requests.get(f"{base}/v1/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"},
+                            timeout=30)
+        assert gone.status_code == 404, gone.text
+
+        # -- phone width: the same page, one column
+        driver.set_window_size(390, 844)
+        page.visible("#create-form")
+        page.shot("phone-width")
+        driver.set_window_size(1280, 900)
+
+        # -- sign out, then a bad token: the sign-in screen says why, and nothing is kept
+        page.click("#sign-out")
+        page.visible("#signin-view")
+        assert page.script("return sessionStorage.getItem('emotion-stream.token')") is None
+        driver.get(f"{base}/#token=emo_not-a-real-token")
+        page.wait("the bad-token screen", lambda: "not accepted" in page.text("#signin-error"))
+        assert page.script("return sessionStorage.getItem('emotion-stream.token')") is None
+        assert "token" not in driver.current_url
+        page.shot("bad-token")
+
+        severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"
+                  and "401" not in e.get("message", "") and "503" not in e.get("message", "")
+                  and "400" not in e.get("message", "")]
+        assert severe == [], severe  # no script error; the expected 400/401/503 answers only
+
+    assert weight["html+js+css bytes"] < 300_000, weight  # the budget: a small page
+    assert len(page.shots) >= 10
+
+
+def _page_weight(page: Page) -> dict[str, Any]:
+    """What the browser fetched for the page on first load (Resource Timing: bytes of body, per file)."""
+    entries = page.script(
+        """
+        const nav = performance.getEntriesByType('navigation')[0];
+        const files = [{name: new URL(nav.name).pathname, type: 'html', bytes: nav.decodedBodySize}];
+        for (const r of performance.getEntriesByType('resource')) {
+          const path = new URL(r.name).pathname;
+          if (path.startsWith('/assets/') || path === '/config.json') {
+            files.push({name: path, type: path.split('.').pop(), bytes: r.decodedBodySize});
+          }
+        }
+        return files;
+        """
+    )
+    code = sum(e["bytes"] for e in entries if e["type"] in ("html", "js", "css"))
+    return {"files": entries, "html+js+css bytes": code, "with config.json": sum(e["bytes"] for e in entries)}
+
+
+def _downloaded(folder: Path, suffix: str) -> Path | None:
+    """A finished download (Chromium writes .crdownload until it is complete)."""
+    done = [p for p in folder.glob(f"*{suffix}") if p.is_file()]
+    return done[0] if done else None
