@@ -266,3 +266,32 @@ def _downloaded(folder: Path, suffix: str) -> Path | None:
     """A finished download (Chromium writes .crdownload until it is complete)."""
     done = [p for p in folder.glob(f"*{suffix}") if p.is_file()]
     return done[0] if done else None
+
+
+def test_the_local_gateway_serves_the_page_with_its_security_headers(stack: StackProcess) -> None:
+    from emotionctl.dashboard.site import security_headers
+
+    ws_origin = stack.url.replace("http://", "ws://")
+    page = requests.get(stack.url + "/", timeout=30)
+    assert page.status_code == 200 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    for name, value in security_headers([ws_origin]).items():
+        assert page.headers[name] == value, name
+    assert page.headers["Cache-Control"] == "no-cache"
+
+    assets = re.findall(r'(?:src|href)="(assets/[^"]+)"', page.text)
+    assert sorted(a.rsplit(".", 1)[1] for a in assets) == ["css", "js"], page.text
+    for asset in assets:
+        answer = requests.get(f"{stack.url}/{asset}", timeout=30)
+        assert answer.status_code == 200, asset
+        assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert "Content-Security-Policy" in answer.headers
+
+    config = requests.get(stack.url + "/config.json", timeout=30)
+    assert config.json() == {"apiUrl": stack.url, "webSocketUrl": f"{ws_origin}/ws/v1"}
+    assert stack.state["components"]["dashboard"] == {
+        "url": stack.url + "/", "siteDir": str(REPO / "build" / "dashboard"), "built": True}
+
+    for missing in ("/assets/nope.js", "/assets/..%2findex.html", "/assets/%2e%2e/config.json"):
+        assert requests.get(stack.url + missing, timeout=30).status_code == 404, missing
+    # the API is untouched by the page's routes
+    assert requests.get(stack.url + "/v1/sessions", timeout=30).status_code == 401
