@@ -3,8 +3,9 @@ with a live face stream (emotionctl.media).
 
 One stack with room for one active session, so a second create is refused with 503. The test signs in through a
 ``#token=`` link, sees a 400 next to its field, creates a session from the form, sees the worker reach `working`
-and at least five live points on the chart, sees the 503 screen for a second session, stops the first, sees its
-timeline and totals (and the CSV download), deletes it after the confirmation, and sees the bad-token screen.
+and at least five live points on the chart, sees the page say so when the WebSocket drops and carry on once it
+has reconnected, sees the 503 screen for a second session, stops the first, sees its timeline and totals (and
+the CSV and JSON downloads), deletes it after the confirmation, and sees the bad-token screen.
 
 Screenshots of every step go to ``.local/test-output/dashboard/`` (emptied first), with ``page-weight.json``:
 the bytes of HTML, JavaScript, CSS and config the browser fetched on first load.
@@ -23,6 +24,7 @@ import pytest
 import requests
 from browser_support import chromium, missing_browser
 from stack_support import REPO, StackProcess, start_stack
+from websocket_support import subscriptions_of
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 
@@ -171,6 +173,19 @@ def test_dashboard_end_to_end_in_chromium(stack: StackProcess, rtmp_source: str,
         assert re.match(r"\d+ points", page.text("#live-points")), page.text("#live-points")
         page.shot("live-chart")
 
+        # -- the WebSocket drops (the server closes it through the management API): the page says so, reconnects
+        #    with backoff, subscribes again, and the points keep coming
+        (connection,) = subscriptions_of(stack, session_id)
+        closed = requests.delete(f"{base}/ws/v1/@connections/{connection}", timeout=30)
+        assert closed.status_code == 204, closed.text
+        page.wait("the disconnected banner", lambda: "Reconnecting in" in page.text("#live-banner"))
+        page.shot("websocket-dropped")
+        page.wait("the reconnected banner", lambda: "reconnected" in page.text("#live-banner"))
+        page.wait("a new connection", lambda: subscriptions_of(stack, session_id) - {connection})
+        points = int(page.find("#live-chart").get_attribute("data-points"))
+        page.wait("points after the reconnect", lambda: int(page.find("#live-chart").get_attribute("data-points"))
+                  >= points + 2)
+
         # -- capacity full: a second session is refused with 503, and the page says so
         page.click('a[href="#/"]')
         page.visible("#sessions-view")
@@ -218,11 +233,14 @@ def test_dashboard_end_to_end_in_chromium(stack: StackProcess, rtmp_source: str,
                             timeout=30)
         assert gone.status_code == 404, gone.text
 
-        # -- phone width: the same page, one column
-        driver.set_window_size(390, 844)
+        # -- phone width (a 390×844 phone's viewport, emulated): one column, nothing wider than the screen but
+        #    the table, which scrolls in its own box
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
         page.visible("#create-form")
+        assert page.script("return document.documentElement.scrollWidth") == 390
         page.shot("phone-width")
-        driver.set_window_size(1280, 900)
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
         # -- sign out, then a bad token: the sign-in screen says why, and nothing is kept
         page.click("#sign-out")
