@@ -5,7 +5,8 @@ One stack with room for one active session, so a second create is refused with 5
 ``#token=`` link, sees a 400 next to its field, creates a session from the form, sees the worker reach `working`
 and at least five live points on the chart, sees the page say so when the WebSocket drops and carry on once it
 has reconnected, sees the 503 screen for a second session, stops the first, sees its timeline and totals (and
-the CSV and JSON downloads), deletes it after the confirmation, and sees the bad-token screen.
+the CSV and JSON downloads), deletes it after the confirmation, sees the 404 screen for it, the page at phone
+width, the bad-token screen, and signs in again by pasting the token.
 
 Screenshots of every step go to ``.local/test-output/dashboard/`` (emptied first), with ``page-weight.json``:
 the bytes of HTML, JavaScript, CSS and config the browser fetched on first load.
@@ -233,6 +234,13 @@ def test_dashboard_end_to_end_in_chromium(stack: StackProcess, rtmp_source: str,
                             timeout=30)
         assert gone.status_code == 404, gone.text
 
+        # -- a session that is not there (deleted, or someone else's): the 404 screen
+        driver.get(f"{base}/#/sessions/{session_id}")
+        page.wait("the not-found screen", lambda: "Session not found" in page.text("#not-found"))
+        page.shot("not-found-404")
+        page.click('#not-found a[href="#/"]')
+        page.visible("#sessions-view")
+
         # -- phone width (a 390×844 phone's viewport, emulated): one column, nothing wider than the screen but
         #    the table, which scrolls in its own box
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -252,10 +260,16 @@ def test_dashboard_end_to_end_in_chromium(stack: StackProcess, rtmp_source: str,
         assert "token" not in driver.current_url
         page.shot("bad-token")
 
+        # -- signing in by pasting the token into the form
+        page.fill("#token", token)
+        page.click("#signin-form button[type=submit]")
+        page.visible("#sessions-view")
+        assert page.script("return sessionStorage.getItem('emotion-stream.token')") == token
+
+        expected = re.compile(r"status of (400|401|404|503) ")  # the answers the steps above provoked
         severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"
-                  and "401" not in e.get("message", "") and "503" not in e.get("message", "")
-                  and "400" not in e.get("message", "")]
-        assert severe == [], severe  # no script error; the expected 400/401/503 answers only
+                  and not (e.get("source") == "network" and expected.search(e.get("message", "")))]
+        assert severe == [], severe  # no script error, no other failed request
 
     assert weight["html+js+css bytes"] < 300_000, weight  # the budget: a small page
     assert len(page.shots) >= 10

@@ -332,7 +332,8 @@ class LivePanel {
     const x = Math.round((timestampMs - this.origin) / 1000);
     const period = { ...this.periods.get(x), ...part };
     this.periods.set(x, period);
-    this.chart.push(x, this.row(x).values, this.row(x).faces);
+    const row = this.row(x);
+    this.chart.push(x, row.values, row.faces);
     this.points.textContent = `${this.chart.length} points, last at ${clock(x)}`;
     const latest = Math.max(...this.periods.keys());
     if (x === latest && period.intensities) {
