@@ -105,11 +105,11 @@ def _dev_token(started: Started, user: str) -> str:
 def _print_banner(started: Started, token: str | None, user: str) -> None:
     state = started.state
     url = state["endpoint"]
-    dashboard = state["components"].get("dashboard", {})
+    dashboard = state["components"].get("dashboard")
     lines = [
         "",
         "emotion-stream local stack is up",
-        f"  dashboard     {_dashboard_line(dashboard, token)}",
+        *([f"  dashboard     {_dashboard_line(dashboard, token)}"] if dashboard is not None else []),
         f"  REST API      {url}/v1/sessions",
         f"  OpenAPI       {state['openapiUrl']}",
         f"  health        {state['healthUrl']}",

@@ -325,5 +325,6 @@ def test_the_local_gateway_serves_the_page_with_its_security_headers(stack: Stac
 
     for missing in ("/assets/nope.js", "/assets/..%2findex.html", "/assets/%2e%2e/config.json"):
         assert requests.get(stack.url + missing, timeout=30).status_code == 404, missing
+    assert f"  dashboard     {stack.url}/\n" in stack.log()  # what `make run` prints (no dev token here)
     # the API is untouched by the page's routes
     assert requests.get(stack.url + "/v1/sessions", timeout=30).status_code == 401
