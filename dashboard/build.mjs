@@ -13,6 +13,17 @@ const out = resolve(process.argv[2] ?? join(here, "..", "build", "dashboard"));
 await rm(out, { recursive: true, force: true });
 await mkdir(join(out, "assets"), { recursive: true });
 
+// The bundled packages' licences travel with the bundle (uPlot's dist files carry no notice of their own).
+const notices = [];
+for (const name of Object.keys(JSON.parse(await readFile(join(here, "package.json"), "utf8")).dependencies)) {
+  const meta = JSON.parse(await readFile(join(here, "node_modules", name, "package.json"), "utf8"));
+  const licence = (await readFile(join(here, "node_modules", name, "LICENSE"), "utf8")).trim();
+  notices.push(`${name} ${meta.version}\n\n${licence}`);
+}
+const banner = `/*! The emotion-stream dashboard. Bundled third-party code and its licences:\n\n${notices
+  .join("\n\n---\n\n")
+  .replaceAll("*/", "* /")}\n*/`;
+
 const result = await build({
   entryPoints: { app: join(here, "src", "main.ts"), styles: join(here, "src", "styles.css") },
   outdir: join(out, "assets"),
@@ -23,6 +34,7 @@ const result = await build({
   target: ["es2022", "chrome110", "firefox115", "safari16"],
   sourcemap: false,
   legalComments: "eof",
+  banner: { js: banner, css: banner },
   metafile: true,
   logLevel: "warning",
 });
