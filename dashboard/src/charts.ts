@@ -124,7 +124,6 @@ export class EmotionSeriesChart {
 
   private redraw(): void {
     this.plot.setData(this.data());
-    this.host.dataset.points = String(this.xs.length);
   }
 
   private data(): uPlot.AlignedData {

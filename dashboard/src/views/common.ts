@@ -20,9 +20,6 @@ export function showError(target: HTMLElement, error: unknown, doing: string | n
     h("strong", {}, doing === null ? explain(error) : `${doing}: ${explain(error)}`),
     detail !== null && detail !== explain(error) ? h("span", { class: "detail" }, ` (${detail})`) : "",
   );
-  if (error instanceof ApiError) {
-    target.dataset.status = String(error.status);
-  }
 }
 
 /** A modal confirmation (native <dialog>: focus stays inside, Escape cancels). Resolves true on confirm. */

@@ -250,7 +250,7 @@ class LivePanel {
   private readonly dominant = h("p", { id: "dominant", class: "dominant" }, "waiting for the first second…");
   private readonly faces = h("p", { id: "faces", class: "faces" });
   private readonly points = h("p", { id: "live-points", class: "help" }, "0 points");
-  private readonly chartHost = h("div", { id: "live-chart", class: "chart", "data-points": "0" });
+  private readonly chartHost = h("div", { id: "live-chart", class: "chart" });
   private unsubscribe: (() => void)[] = [];
   private frequency: (typeof FREQUENCIES)[number] = "1s";
   private measure: Measure = "intensity";
@@ -356,12 +356,10 @@ class LivePanel {
     this.faces.textContent = String(faces);
     if (faces === 0) {
       this.dominant.textContent = "no face in view";
-      this.dominant.dataset.emotion = "";
       return;
     }
     const top = EMOTIONS.reduce((best, emotion) => (stats[emotion].quantity > stats[best].quantity ? emotion : best));
     this.dominant.textContent = `${top} ${stats[top].intensity.toFixed(2)}`;
-    this.dominant.dataset.emotion = top;
   }
 }
 
@@ -373,7 +371,7 @@ function facesOf(stats: EmotionStatsByName | undefined): number {
 /** Afterwards: the REST timeline (granularity picker), the totals, downloads. */
 class AfterwardsPanel {
   readonly element: HTMLElement;
-  private readonly chartHost = h("div", { id: "timeline-chart", class: "chart", "data-points": "0" });
+  private readonly chartHost = h("div", { id: "timeline-chart", class: "chart" });
   private readonly chart: EmotionSeriesChart;
   private readonly totals = h("div", { id: "totals", "aria-live": "polite" });
   private readonly status = h("p", { id: "timeline-status", class: "help" });

@@ -250,7 +250,7 @@ export class SessionsView implements View {
     }
     return h(
       "tr",
-      { "data-session": session._id },
+      {},
       h("td", {}, h("a", { href: `#/sessions/${session._id}` }, session.name)),
       h("td", {}, stateBadge("state", session.state)),
       h("td", {}, stateBadge("worker", session.meta.workerState)),
