@@ -8,8 +8,11 @@ has reconnected, sees the 503 screen for a second session, stops the first, sees
 the CSV and JSON downloads), deletes it after the confirmation, sees the 404 screen for it, the page at phone
 width, the bad-token screen, and signs in again by pasting the token.
 
-Screenshots of every step go to ``.local/test-output/dashboard/`` (emptied first), with ``page-weight.json``:
-the bytes of HTML, JavaScript, CSS and config the browser fetched on first load.
+A second test pages through a list of twelve ended sessions and filters it by state.
+
+Screenshots of every step go to ``.local/test-output/dashboard/<test>/`` (emptied first), with
+``page-weight.json`` beside the end-to-end ones: the bytes of HTML, JavaScript, CSS and config the browser
+fetched on first load.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pytest
 import requests
 from browser_support import chromium, missing_browser
 from stack_support import REPO, StackProcess, start_stack
-from websocket_support import subscriptions_of
+from websocket_support import aws_client, subscriptions_of, table
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 
@@ -61,11 +64,19 @@ def rtmp_source() -> Iterator[str]:
         yield source.url
 
 
-@pytest.fixture
-def output() -> Path:
+@pytest.fixture(scope="module")
+def outputs() -> Path:
     shutil.rmtree(OUTPUT, ignore_errors=True)
     OUTPUT.mkdir(parents=True)
     return OUTPUT
+
+
+@pytest.fixture
+def output(outputs: Path, request: pytest.FixtureRequest) -> Path:
+    """This test's screenshot folder: .local/test-output/dashboard/<test name without test_>/."""
+    folder = outputs / request.node.name.removeprefix("test_")
+    folder.mkdir()
+    return folder
 
 
 class Page:
@@ -77,11 +88,14 @@ class Page:
         self.shots: list[str] = []
 
     def wait(self, what: str, condition: Callable[[], Any], timeout: float = WAIT) -> Any:
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
+        # the page re-renders its list every few seconds: an element found may be replaced before it is read
+        wait = WebDriverWait(self.driver, timeout, poll_frequency=0.2,
+                             ignored_exceptions=(StaleElementReferenceException,))
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _d: condition())
+            return wait.until(lambda _d: condition())
         except TimeoutException:
             self.shot(f"FAILED-{re.sub(r'[^a-z0-9]+', '-', what.lower())}")
             logs = "\n".join(str(entry) for entry in self.driver.get_log("browser"))
@@ -94,8 +108,10 @@ class Page:
         return found[0] if found else None
 
     def text(self, css: str) -> str:
-        element = self.find(css)
-        return str(element.text) if element is not None and element.is_displayed() else ""
+        """The rendered text of the first match, "" when there is none or it is hidden (read in one go)."""
+        return str(self.script(
+            "const e = document.querySelector(arguments[0]);"
+            "return e && e.checkVisibility() ? e.innerText : '';", css))
 
     def visible(self, css: str) -> Any:
         return self.wait(f"{css} visible", lambda: (e := self.find(css)) is not None and e.is_displayed() and e)
@@ -303,6 +319,71 @@ def _downloaded(folder: Path, suffix: str) -> Path | None:
     """A finished download (Chromium writes .crdownload until it is complete)."""
     done = [p for p in folder.glob(f"*{suffix}") if p.is_file()]
     return done[0] if done else None
+
+
+def test_the_list_pages_with_has_more_and_filters_by_state(stack: StackProcess, output: Path, tmp_path: Path) -> None:
+    names = _ended_sessions(stack, "pat", 12)  # newest last
+    token = stack.token("pat")
+    with chromium(tmp_path / "profile", width=1280, height=900) as driver:
+        page = Page(driver, output)
+        driver.get(f"{stack.url}/#token={token}")
+        page.visible("#sessions-view")
+        first = names[::-1][:10]
+        page.wait("the first page", lambda: _listed(page) == first and page.text("#page-info") == "1–10")
+        assert _enabled(page) == {"page-newer": False, "page-older": True}  # hasMore is true
+        page.shot("first-page")
+
+        page.click("#page-older")  # hasMore was true
+        page.wait("the second page", lambda: _listed(page) == names[::-1][10:] and page.text("#page-info") == "11–12")
+        assert _enabled(page) == {"page-newer": True, "page-older": False}  # hasMore is false
+        page.shot("second-page")
+        page.click("#page-newer")
+        page.wait("the first page again", lambda: _listed(page) == first)
+
+        from selenium.webdriver.support.ui import Select
+
+        Select(page.visible("#state-filter")).select_by_value("active")
+        page.wait("no active session", lambda: "No active sessions." in page.text("#session-rows"))
+        page.shot("filtered-active")
+        Select(page.visible("#state-filter")).select_by_value("finished")
+        page.wait("the finished ones", lambda: _listed(page) == first)
+
+
+def _listed(page: Page) -> list[str]:
+    """The names in the list, in order (read in one go: the list is re-rendered every few seconds)."""
+    return list(page.script(
+        "return [...document.querySelectorAll('#session-rows td:first-child a')].map(a => a.textContent);"))
+
+
+def _enabled(page: Page) -> dict[str, bool]:
+    return {name: not page.script("return document.getElementById(arguments[0]).disabled;", name)
+            for name in ("page-newer", "page-older")}
+
+
+def _ended_sessions(stack: StackProcess, user: str, count: int) -> list[str]:
+    """``count`` finished sessions of ``user``, one second apart, written as the API stores them."""
+    import time
+
+    from emotion_shared.clock import iso_ms
+    from emotion_shared.dynamo import serialize
+    from emotion_shared.ids import new_session_id
+
+    start = time.time_ns() // 1_000_000 - count * 60_000
+    names = []
+    for n in range(count):
+        created = start + n * 60_000
+        name = f"archive {n + 1:02d}"
+        item = {
+            "id": new_session_id(created // 1000), "user": user, "product": "standard", "name": name,
+            "type": "live_analysis", "state": "finished", "createdAt": iso_ms(created), "createdAtMs": created,
+            "endedAt": iso_ms(created + 30_000), "streamUri": "rtmp://h/x", "sources": [],
+            "config": {"removeMedia": True, "analysisFps": 5.0},
+            "meta": {"expires": iso_ms(created + 86_400_000), "workerState": "stopped", "stopReason": "user_request"},
+            "stopRequested": True, "capacityHeld": False, "version": 3, "ttl": created // 1000 + 86_400,
+        }
+        aws_client(stack, "dynamodb").put_item(TableName=table(stack, "SessionsTable"), Item=serialize(item))
+        names.append(name)
+    return names
 
 
 def test_the_local_gateway_serves_the_page_with_its_security_headers(stack: StackProcess) -> None:
