@@ -4,12 +4,15 @@ import { ApiError, type Session, type SessionState } from "../api";
 import { clock } from "../charts";
 import { type AppContext, Poller, type View } from "../context";
 import { formatDate, h } from "../dom";
+import { splitMessage } from "../validation";
 import { confirmDialog, showError, stateBadge } from "./common";
 
 const PAGE_SIZE = 10;
 const REFRESH_SECONDS = 5;
 const FIELDS = ["name", "streamUri", "analysisFps"] as const;
 type Field = (typeof FIELDS)[number];
+const splitByField = (message: string): { byField: Map<Field, string[]>; other: string[] } =>
+  splitMessage(message, FIELDS);
 
 export class SessionsView implements View {
   readonly element: HTMLElement;
@@ -276,21 +279,4 @@ export class SessionsView implements View {
       showError(this.listError, error, `"${session.name}" was not deleted`);
     }
   }
-}
-
-/** Splits a 400 message ("body field 'name' must…; streamUri must use…") into the form fields it is about. */
-function splitByField(message: string): { byField: Map<Field, string[]>; other: string[] } {
-  const byField = new Map<Field, string[]>();
-  const other: string[] = [];
-  for (const part of message.split("; ")) {
-    const field = FIELDS.find(
-      (name) => part.includes(`'${name}'`) || part.includes(`'config.${name}'`) || new RegExp(`^${name}\\b`).test(part),
-    );
-    if (field === undefined) {
-      other.push(part);
-    } else {
-      byField.set(field, [...(byField.get(field) ?? []), part]);
-    }
-  }
-  return { byField, other };
 }
