@@ -23,8 +23,12 @@ export function takeTokenFromFragment(): string | null {
   if (!hash.startsWith("#token=")) {
     return null;
   }
-  const params = new URLSearchParams(hash.slice(1));
   window.history.replaceState(null, "", window.location.pathname + window.location.search);
-  const token = (params.get("token") ?? "").trim();
+  let token: string;
+  try {
+    token = decodeURIComponent(hash.slice("#token=".length)).trim(); // not URLSearchParams: "+" stays "+"
+  } catch {
+    return null; // malformed %-escape: treated as no token, the sign-in form shows
+  }
   return token === "" ? null : token;
 }

@@ -62,12 +62,15 @@ export class LiveConnection {
       void this.sendSubscribe(subscription);
     }
     return () => {
-      this.subscriptions.delete(subscription);
+      if (!this.subscriptions.delete(subscription)) {
+        return; // already unsubscribed
+      }
       if (subscription.id !== null) {
         this.byId.delete(subscription.id);
         if (this.authenticated) {
           void this.request("channels:unsubscribe", { subscriptionId: subscription.id });
         }
+        subscription.id = null;
       }
     };
   }

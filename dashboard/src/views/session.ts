@@ -60,8 +60,11 @@ export class SessionView implements View {
   destroy(): void {
     this.poller.stop();
     this.unsubscribeWorker?.();
+    this.unsubscribeWorker = null;
     this.live?.destroy();
+    this.live = null;
     this.afterwards?.destroy();
+    this.afterwards = null;
   }
 
   private async refresh(): Promise<number | null> {
