@@ -17,6 +17,7 @@ class App implements AppContext {
   private session: { api: Api; live: LiveConnection } | null = null;
   private readonly banner = h("div", { id: "live-banner", class: "banner", role: "status", "aria-live": "polite", hidden: true });
   private readonly signOutButton = h("button", { type: "button", id: "sign-out" }, "Sign out");
+  private readonly nav = h("nav", { "aria-label": "Main" }, h("a", { href: "#/" }, "Sessions"));
   private readonly outlet = h("div", { id: "outlet" });
 
   constructor(
@@ -32,7 +33,7 @@ class App implements AppContext {
         "header",
         { class: "top" },
         h("a", { href: "#/", class: "brand" }, "emotion-stream"),
-        h("nav", { "aria-label": "Main" }, h("a", { href: "#/" }, "Sessions")),
+        this.nav,
         this.signOutButton,
       ),
       this.banner,
@@ -108,6 +109,7 @@ class App implements AppContext {
   private showSignIn(message: string | null): void {
     this.replaceView(null);
     this.signOutButton.hidden = true;
+    this.nav.hidden = true;
     this.outlet.replaceChildren(
       signInView(this.config.apiUrl, message, (token) => {
         this.signIn(token);
@@ -121,6 +123,7 @@ class App implements AppContext {
       return;
     }
     this.signOutButton.hidden = false;
+    this.nav.hidden = false;
     const match = /^#\/sessions\/([^/]+)$/.exec(window.location.hash);
     const id = match?.[1];
     if (id !== undefined) {
