@@ -190,9 +190,14 @@ def test_authorizer_can_only_read_tokens_and_record_their_use(cfn: dict[str, Any
 
 def test_token_caches_never_outlive_the_authorizer_ttl(sam: dict[str, Any]) -> None:
     """A revoked or expired token is refused within AuthorizerCacheSeconds: API Gateway caches for that long,
-    so the authorizer function keeps no cache of its own; the WebSocket function caches at most that long."""
+    so the authorizer function keeps no cache of its own (auth.default_store); the WebSocket function caches at
+    most that long."""
+    from emotion_shared import auth
+
     functions = sam["Resources"]
-    assert functions["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]["TOKEN_CACHE_SECONDS"] == "0"
+    assert "TOKEN_CACHE_SECONDS" not in str(functions["AuthorizerFunction"]["Properties"])
+    assert "TOKEN_CACHE_SECONDS" not in str(sam["Globals"])
+    assert auth.TokenStore.__init__.__kwdefaults__ == {"cache_seconds": 0.0}
     ws_env = functions["WebSocketFunction"]["Properties"]["Environment"]["Variables"]
     assert ws_env["TOKEN_CACHE_SECONDS"] == {"Ref": "AuthorizerCacheSeconds"}
     assert sam["Parameters"]["AuthorizerCacheSeconds"]["Default"] == 60

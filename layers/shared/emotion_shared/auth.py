@@ -11,8 +11,9 @@ Two scopes: ``user`` tokens act for their user on every route; ``viewer`` tokens
 decided in one place, :mod:`emotion_shared.access`.
 
 A token is refused once it is revoked or past ``expiresAt``. Decisions are cached: by API Gateway for the
-authorizer cache TTL (template parameter ``AuthorizerCacheSeconds``), and in process for at most
-``TOKEN_CACHE_SECONDS`` (never longer than that TTL, and never past the token's expiry). The deployed API
+authorizer cache TTL (template parameter ``AuthorizerCacheSeconds``; the authorizer function itself keeps no
+cache), and by the WebSocket function in process for ``TOKEN_CACHE_SECONDS`` (set to that same TTL, never past
+the token's expiry). The deployed API
 checks tokens in a REQUEST-type Lambda authorizer (:func:`handler`) whose policy allows the whole API, with
 the principal (user, product, scope, session) as its context.
 """
@@ -475,17 +476,16 @@ _default_lock = threading.Lock()
 
 
 def default_store() -> TokenStore:
-    """The token store of this process (settings and client from the environment, built once). Its in-process
-    cache lives ``TOKEN_CACHE_SECONDS`` (0 in the authorizer function: API Gateway caches in front of it)."""
+    """The authorizer's token store (settings and client from the environment, built once). It keeps **no**
+    in-process cache: API Gateway caches its decisions for the authorizer cache TTL, and a second cache here
+    would add to that delay (a revoked or expired token must be refused within the TTL)."""
     global _default
     with _default_lock:
         if _default is None:
             from . import aws
             from .config import get_settings
 
-            settings = get_settings()
-            _default = TokenStore(aws.client("dynamodb"), settings.require("control_table"),
-                                  cache_seconds=settings.token_cache_seconds)
+            _default = TokenStore(aws.client("dynamodb"), get_settings().require("control_table"))
         return _default
 
 
