@@ -64,7 +64,12 @@ def _accept(event: Mapping[str, Any]) -> str | None:
 
 
 def _instance(event: Mapping[str, Any]) -> str | None:
-    path = event.get("path")
+    """The problem's ``instance``: the request path as the client sent it (with the stage, as API Gateway's own
+    error responses give ``$context.path``)."""
+    context = event.get("requestContext")
+    path = context.get("path") if isinstance(context, Mapping) else None
+    if not isinstance(path, str) or not path:
+        path = event.get("path")
     return path if isinstance(path, str) and path else None
 
 
