@@ -491,6 +491,9 @@ def test_the_events_folder_runs_through_the_handler(api: Api, state_machine: str
         ("get_session", 200),
         ("get_emotions", 200),
         ("get_timeline", 200),
+        ("create_viewer_tokens", 201),
+        ("list_viewer_tokens", 200),
+        ("stop_session_as_viewer", 403),  # a viewer token's context: writes are forbidden (problem+json)
         ("delete_session", 400),  # still active
         ("stop_session", 200),
         ("stop_session", 400),
@@ -502,6 +505,9 @@ def test_the_events_folder_runs_through_the_handler(api: Api, state_machine: str
         assert resp.status == status, (name, resp.body)
     listed = run("list_sessions")
     assert listed.status == 200
+    forbidden = run("stop_session_as_viewer")
+    assert forbidden.header("Content-Type") == "application/problem+json" and forbidden.body["code"] in (
+        "forbidden", "session_not_found")
 
 
 def test_every_documented_status_is_produced_and_matches_the_document(
