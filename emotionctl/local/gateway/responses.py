@@ -94,7 +94,6 @@ class GatewayResponses:
         message: str | None = None,
         request_id: str = "",
         request_headers: Mapping[str, str] | None = None,
-        path: str = "",
     ) -> GatewayResponse:
         default_status, default_message = DEFAULTS.get(kind, DEFAULTS["DEFAULT_5XX"])
         message = message or default_message
@@ -118,7 +117,6 @@ class GatewayResponses:
                     .replace("$context.error.message", message)
                     .replace("$context.error.responseType", kind)
                     .replace("$context.requestId", request_id)
-                    .replace("$context.path", path)
                 )
         headers.setdefault("Content-Type", "application/json")
         headers["x-amzn-ErrorType"] = _error_type(kind)

@@ -135,13 +135,10 @@ class RestGateway:
 
     # ------------------------------------------------------------------ the gateway
     def _gateway_response(
-        self, kind: str, message: str | None, request_id: str, headers: Mapping[str, str] | None = None,
-        path: str = "",
+        self, kind: str, message: str | None, request_id: str, headers: Mapping[str, str] | None = None
     ) -> web.Response:
-        stage = self.api.stage if self.api else ""
         rendered: GatewayResponse = self.responses.render(
-            kind, message=message, request_id=request_id, request_headers=headers,
-            path=f"/{stage}{path}" if path else "",
+            kind, message=message, request_id=request_id, request_headers=headers
         )
         response = web.Response(status=rendered.status, body=rendered.body, headers=rendered.headers)
         response.headers["x-amzn-RequestId"] = request_id
@@ -202,14 +199,14 @@ class RestGateway:
         headers = dict(http.headers)
         match = self.routes.match(http.method, request.raw_path)
         if match is None:
-            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", None, http.request_id, headers, http.path)
+            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", None, http.request_id, headers)
         route, params = match.route, match.path_parameters
         authorizer_context: dict[str, Any] | None = None
         if route.authorizer is not None:
             try:
                 authorizer_context = await self._authorize(self.authorizers[route.authorizer], http, route, params)
             except AuthorizerRejected as rejected:
-                return self._gateway_response(rejected.kind, rejected.message, http.request_id, headers, http.path)
+                return self._gateway_response(rejected.kind, rejected.message, http.request_id, headers)
         assert self.api is not None
         event = proxy_event(http, route, params, self.api, authorizer_context)
         function = self.functions[route.function]
@@ -219,13 +216,13 @@ class RestGateway:
         except TimeoutError:
             logger.error("%s timed out after %.0f s on %s %s", function.logical_id, function.timeout_seconds,
                          http.method, http.path)
-            return self._gateway_response("INTEGRATION_TIMEOUT", None, http.request_id, headers, http.path)
+            return self._gateway_response("INTEGRATION_TIMEOUT", None, http.request_id, headers)
         except MalformedProxyResult as exc:
             logger.error("%s returned a malformed proxy result: %s", function.logical_id, exc)
-            return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers, http.path)
+            return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers)
         except Exception:  # a function error: API Gateway answers 502, the traceback goes to the log
             logger.exception("%s failed on %s %s", function.logical_id, http.method, http.path)
-            return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers, http.path)
+            return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers)
         response = web.Response(status=mapped.status, body=mapped.body or None)
         for name, value in mapped.headers:
             if name.lower() not in _HOP_BY_HOP:

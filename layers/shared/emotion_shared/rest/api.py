@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -63,13 +64,17 @@ def _accept(event: Mapping[str, Any]) -> str | None:
     return header_value(headers if isinstance(headers, Mapping) else None, "accept")
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 def _instance(event: Mapping[str, Any]) -> str | None:
-    """The problem's ``instance``: the request path as the client sent it (with the stage, as API Gateway's own
-    error responses give ``$context.path``)."""
+    """The problem's ``instance``: ``urn:uuid:<request id>`` (the answer's ``x-amzn-RequestId``, as API
+    Gateway's own error responses give it), else the request path."""
     context = event.get("requestContext")
-    path = context.get("path") if isinstance(context, Mapping) else None
-    if not isinstance(path, str) or not path:
-        path = event.get("path")
+    request_id = context.get("requestId") if isinstance(context, Mapping) else None
+    if isinstance(request_id, str) and _UUID.match(request_id.lower()):
+        return "urn:uuid:" + request_id.lower()
+    path = event.get("path")
     return path if isinstance(path, str) and path else None
 
 
