@@ -195,3 +195,16 @@ def test_websocket_errors_carry_codes(api: Api, ws_env: RecordingManagement) -> 
     ws.invoke(event("ws/connect.json"))
     ws.invoke(event("ws/message_auth.json", TOKEN="emo_unknown"))
     assert ws_env.posts[CONNECTION][-1]["body"]["code"] == "unauthorized"
+
+
+def test_viewer_requests_count_against_the_viewer_tokens_own_bucket(api: Api, dynamodb: Any,
+                                                                    api_env: dict[str, str]) -> None:
+    sid = stopped(api, user="owner")
+    (minted,) = mint(api, sid, user="owner")
+    assert api.call("GET", f"/v1/sessions/{sid}", authorizer=viewer_context(minted["token"])).status == 200
+
+    def bucket(key: str) -> bool:
+        item = dynamodb.get_item(TableName=api_env["CONTROL_TABLE"], Key={"pk": {"S": f"ratelimit#{key}"}})
+        return "Item" in item
+
+    assert bucket(f"viewer#{minted['tokenId']}") and bucket("owner")

@@ -70,10 +70,16 @@ def fuzz_session(fuzz_stack: StackProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def viewer_auth(fuzz_stack: StackProcess, fuzz_auth: dict[str, str], fuzz_session: str) -> dict[str, str]:
+def viewer_session(fuzz_stack: StackProcess) -> str:
+    """The viewer token's session (its own: the fuzzing passes may fill fuzz_session's 10 viewer tokens)."""
+    return put_session(fuzz_stack, "fuzzer", worker_state="stopped")
+
+
+@pytest.fixture(scope="module")
+def viewer_auth(fuzz_stack: StackProcess, fuzz_auth: dict[str, str], viewer_session: str) -> dict[str, str]:
     import requests
 
-    minted = requests.post(f"{fuzz_stack.url}/v1/sessions/{fuzz_session}/viewer-tokens", headers=fuzz_auth,
+    minted = requests.post(f"{fuzz_stack.url}/v1/sessions/{viewer_session}/viewer-tokens", headers=fuzz_auth,
                            json={"count": 1, "expiresIn": 3600}, timeout=30)
     assert minted.status_code == 201, minted.text
     return {"Authorization": f"Bearer {minted.json()['tokens'][0]['token']}"}
@@ -121,9 +127,9 @@ def test_problem_json_errors_conform_to_the_document(
 @seed(SEED + 2)
 @settings(max_examples=EXAMPLES_PER_OPERATION_VARIANT, **FUZZ_SETTINGS)
 def test_viewer_token_answers_conform_to_the_document(
-    case: schemathesis.Case, fuzz_stack: StackProcess, viewer_auth: dict[str, str], fuzz_session: str
+    case: schemathesis.Case, fuzz_stack: StackProcess, viewer_auth: dict[str, str], viewer_session: str
 ) -> None:
-    _on_real_session(case, fuzz_session)
+    _on_real_session(case, viewer_session)
     response = case.call_and_validate(base_url=fuzz_stack.url, headers=viewer_auth, checks=CHECKS, timeout=30)
     if case.method.upper() != "GET" and response.status_code < 500:
         assert response.status_code in (400, 403, 404, 429), (case.method, case.path, response.text)

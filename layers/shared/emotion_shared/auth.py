@@ -77,6 +77,13 @@ class Principal:
     def is_viewer(self) -> bool:
         return self.scope is Scope.VIEWER
 
+    @property
+    def limit_subject(self) -> str:
+        """Whom rate and subscription limits count against: the user, or for a viewer token the token itself
+        (``viewer#<tokenId>``; ``#`` never occurs in user names), so viewers do not use up their owner's
+        allowance."""
+        return f"viewer#{self.token_id}" if self.is_viewer else self.user
+
     def context(self) -> dict[str, str]:
         """The authorizer context API Gateway passes to the handler (``requestContext.authorizer``)."""
         out = {"user": self.user, "product": self.product, "scope": self.scope.value}

@@ -176,7 +176,7 @@ def _gateway(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if principal is None:
         return error(Unauthorized("missing or invalid bearer token: send 'Authorization: Bearer <token>'"))
     d = deps.get()
-    decision = d.limiter.consume(principal.user)
+    decision = d.limiter.consume(principal.limit_subject)  # per user; per viewer token for viewer tokens
     limit_headers = decision.headers()
     if not decision.allowed:
         message = (

@@ -56,13 +56,6 @@ def connect_bucket(ip: str) -> str:
     return f"ws-connects#{ip}"
 
 
-def limit_subject(principal: Principal) -> str:
-    """Whom a connection's limits (subscriptions, messages) count against: the user, or for a viewer token the
-    token itself (``viewer#<tokenId>``; ``#`` never occurs in user names), so viewers do not use up their
-    owner's allowance."""
-    return f"viewer#{principal.token_id}" if principal.is_viewer else principal.user
-
-
 def worker_state_of(session: Mapping[str, Any]) -> str:
     return str((session.get("meta") or {}).get("workerState") or WorkerState.PENDING.value)
 
@@ -190,7 +183,7 @@ class WebSocketService:
                          ErrorCode.UNAUTHORIZED)
             return
         try:
-            self.store.authenticate(connection.id, limit_subject(principal), principal.product, self.clock(),
+            self.store.authenticate(connection.id, principal.limit_subject, principal.product, self.clock(),
                                     token_hash)
         except ConnectionGone:
             self._close(connection.id)
