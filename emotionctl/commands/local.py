@@ -115,6 +115,7 @@ def _print_banner(started: Started, dev_token: tuple[str, int] | None, user: str
     state = started.state
     url = state["endpoint"]
     dashboard = state["components"].get("dashboard")
+    token = dev_token[0] if dev_token else None
     lines = [
         "",
         "emotion-stream local stack is up",
