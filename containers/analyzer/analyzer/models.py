@@ -15,7 +15,9 @@ from typing import Any
 ENV_MODELS_DIR = "EMOTION_MODELS_DIR"
 IMAGE_MODELS_DIR = Path("/opt/models")
 
-FACE_DETECTOR_FILE = "face_detector.onnx"
+FACE_DETECTOR_FILE = "face_detector.onnx"  # BlazeFace full range (192x192)
+FACE_RELOCATOR_FILE = "face_detector_short_range.onnx"  # BlazeFace short range (128x128), on crops
+CENTERFACE_FILE = "face_detector_centerface.onnx"  # CenterFace, any size (multiples of 32)
 EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"
 MANIFEST_FILE = "manifest.json"
 NOTICE_FILE = "NOTICE"
@@ -66,6 +68,17 @@ class ModelFiles:
     face_detector: Path
     emotion_classifier: Path
     manifest: dict[str, Any]
+    face_relocator: Path
+    centerface: Path
+
+
+# manifest key -> file name, for every model the build writes
+MODEL_FILES: dict[str, str] = {
+    "face_detector": FACE_DETECTOR_FILE,
+    "emotion_classifier": EMOTION_CLASSIFIER_FILE,
+    "face_relocator": FACE_RELOCATOR_FILE,
+    "centerface": CENTERFACE_FILE,
+}
 
 
 def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> ModelFiles:
@@ -88,7 +101,7 @@ def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> Mode
     if not isinstance(models, dict):
         raise ModelsError(f"{manifest_path}: no models listed; {hint}")
     paths: dict[str, Path] = {}
-    for key, expected_file in (("face_detector", FACE_DETECTOR_FILE), ("emotion_classifier", EMOTION_CLASSIFIER_FILE)):
+    for key, expected_file in MODEL_FILES.items():
         entry = models.get(key)
         if not isinstance(entry, dict) or entry.get("file") != expected_file:
             raise ModelsError(f"{manifest_path}: entry {key!r} missing or malformed; {hint}")
@@ -98,4 +111,11 @@ def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> Mode
         if verify and sha256_file(path) != entry.get("sha256"):
             raise ModelsError(f"{path} does not match the sha256 in {MANIFEST_FILE}; {hint}")
         paths[key] = path
-    return ModelFiles(directory, paths["face_detector"], paths["emotion_classifier"], manifest)
+    return ModelFiles(
+        directory,
+        paths["face_detector"],
+        paths["emotion_classifier"],
+        manifest,
+        face_relocator=paths["face_relocator"],
+        centerface=paths["centerface"],
+    )
