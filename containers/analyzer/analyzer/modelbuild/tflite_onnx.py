@@ -53,7 +53,9 @@ def _dynamic_batch(model: onnx.ModelProto) -> None:
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     inferred = onnx.shape_inference.infer_shapes(model).graph
-    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*inferred.value_info, *inferred.input)}
+    dims = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*inferred.value_info, *inferred.input)
+    }
     for node in graph.node:
         if node.op_type != "Resize" or len(node.input) < 4 or node.input[3] not in initializers:
             continue
