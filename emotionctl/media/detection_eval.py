@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from analyzer import models
-from analyzer.detectors import CenterFaceDetector, TiledFaceDetector
+from analyzer.detectors import CenterFaceDetector, FaceRelocator, TiledFaceDetector
 from analyzer.vision import Box, Detection, FaceDetector, resize_luma
 
 SIZE_BUCKETS: tuple[tuple[float, float], ...] = ((16, 24), (24, 32), (32, 48), (48, 96), (96, math.inf))
@@ -105,7 +105,7 @@ def face_free_photos() -> list[np.ndarray]:
     ]
 
 
-def _background(rng: np.random.Generator, photos: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
+def background_frame(rng: np.random.Generator, photos: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
     """A face-free frame: a random crop of a face-free photo, scaled up to fill the frame, plus sensor noise."""
     photo = photos[int(rng.integers(len(photos)))]
     ph, pw = photo.shape
@@ -120,7 +120,7 @@ def _background(rng: np.random.Generator, photos: Sequence[np.ndarray], h: int, 
     return np.clip(frame + noise, 0, 255).astype(np.uint8)
 
 
-def _paste_face(frame: np.ndarray, photo: FacePhoto, face_h: float, cx: float, cy: float, context: float = 2.4) -> Box:
+def paste_face(frame: np.ndarray, photo: FacePhoto, face_h: float, cx: float, cy: float, context: float = 2.4) -> Box:
     """Paste a square patch (``context`` x the face box) of the photo so the face is ``face_h`` tall and
     centred at (cx, cy); returns the face box in frame pixels."""
     x0, y0, x1, y1 = photo.face
@@ -170,7 +170,7 @@ def synthetic_scenes(
         cols, rows = max(1, int(width // cell)), max(1, int(height // cell))
         count = min(faces_per_frame, 50, cols * rows)
         for k in range(frames_per_size):
-            frame = _background(rng, backgrounds, height, width)
+            frame = background_frame(rng, backgrounds, height, width)
             cells = rng.permutation(cols * rows)[:count]
             faces: list[Box] = []
             names: list[str] = []
@@ -182,11 +182,11 @@ def synthetic_scenes(
                 if count == 1:  # one big face: anywhere it fits, sometimes cut by the border
                     cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.4, 0.6) * height
                 photo = photos[int(rng.integers(len(photos)))]
-                faces.append(_paste_face(frame, photo, size, cx, cy))
+                faces.append(paste_face(frame, photo, size, cx, cy))
                 names.append(photo.name)
             scenes.append(Scene(frame, tuple(faces), f"faces{size}px-{k}", tuple(names)))
     for k in range(face_free_frames):
-        scenes.append(Scene(_background(rng, backgrounds, height, width), (), f"face-free-{k}"))
+        scenes.append(Scene(background_frame(rng, backgrounds, height, width), (), f"face-free-{k}"))
     return scenes
 
 
@@ -353,14 +353,104 @@ def format_by_source(results: Sequence[DiscoveryResult]) -> str:
     return "\n".join(lines)
 
 
+# -- re-location ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RelocationResult:
+    """The re-locator at one face size: priors shifted/scaled like a face moving between analyses."""
+
+    face_px: int
+    faces: int = 0
+    relocated: int = 0  # a detection came back
+    ious: list[float] = field(default_factory=list)  # relocated box vs the true box
+    prior_ious: list[float] = field(default_factory=list)  # the prior it started from vs the true box
+    ms_per_face: float = math.nan  # all faces of a frame in one batched call
+
+    @property
+    def hit_rate(self) -> float:
+        return sum(i >= 0.5 for i in self.ious) / self.faces if self.faces else math.nan
+
+
+def evaluate_relocator(
+    relocate_many: Callable[[np.ndarray, Sequence[Box]], Sequence[Detection | None]],
+    face_sizes: Sequence[int] = (24, 32, 48, 64, 100, 160, 250, 400),
+    *,
+    motion: float = 0.15,
+    frames: int = 2,
+    seed: int = 1,
+    height: int = 1080,
+    width: int = 1920,
+) -> list[RelocationResult]:
+    """For each face size: faces pasted into 1080p frames; each prior box is the true box shifted by up
+    to ``motion`` x its size and scaled by up to 1 +/- ``motion``; the re-located box is compared with the
+    true one (IoU; a hit is IoU >= 0.5)."""
+    rng = np.random.default_rng(seed)
+    photos = face_photos()
+    backgrounds = face_free_photos()
+    results = []
+    for size in face_sizes:
+        result = RelocationResult(size)
+        elapsed = 0.0
+        for _ in range(frames):
+            frame = background_frame(rng, backgrounds, height, width)
+            cell = size * 2.6
+            cols, rows = max(1, int(width // cell)), max(1, int(height // cell))
+            count = min(20, cols * rows)
+            truths: list[Box] = []
+            for c in rng.permutation(cols * rows)[:count]:
+                col, row = divmod(int(c), rows)
+                cx, cy = (col + 0.5) * (width / cols), (row + 0.5) * (height / rows)
+                truths.append(paste_face(frame, photos[int(rng.integers(len(photos)))], size, cx, cy))
+            priors: list[Box] = []
+            for x0, y0, x1, y1 in truths:
+                side = y1 - y0
+                dx, dy = rng.uniform(-motion, motion, 2) * side
+                f = 1.0 + rng.uniform(-motion, motion)
+                cx, cy, half_w, half_h = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, (x1 - x0) * f / 2, side * f / 2
+                priors.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+            t0 = time.perf_counter()
+            found = relocate_many(frame, priors)
+            elapsed += time.perf_counter() - t0
+            truth_arr = np.asarray(truths, np.float64)
+            for k, det in enumerate(found):
+                result.faces += 1
+                result.prior_ious.append(float(_iou_matrix(truth_arr[k : k + 1], np.asarray([priors[k]]))[0, 0]))
+                if det is None:
+                    result.ious.append(0.0)
+                    continue
+                result.relocated += 1
+                result.ious.append(float(_iou_matrix(truth_arr[k : k + 1], np.asarray([det.box]))[0, 0]))
+        result.ms_per_face = elapsed * 1e3 / max(1, result.faces)
+        results.append(result)
+    return results
+
+
+def format_relocation(results: Sequence[RelocationResult]) -> str:
+    head = f"{'face px':>8}{'faces':>7}{'returned':>10}{'IoU>=0.5':>10}{'median IoU':>12}{'prior IoU':>11}"
+    lines = [head + f"{'ms/face':>9}"]
+    for r in results:
+        lines.append(
+            f"{r.face_px:>8}{r.faces:>7}{r.relocated / max(1, r.faces) * 100:>9.0f}%{r.hit_rate * 100:>9.0f}%"
+            f"{statistics.median(r.ious):>12.2f}{statistics.median(r.prior_ious):>11.2f}{r.ms_per_face:>9.2f}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer candidates and frames")
     parser.add_argument("--core", type=int, default=None, help="CPU to pin to (default: the last allowed one)")
     parser.add_argument("--face-free", type=int, default=40, help="face-free frames")
+    parser.add_argument("--relocator", action="store_true", help="measure the re-locator only")
     args = parser.parse_args(argv)
     core = args.core if args.core is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})
+    if args.relocator:
+        relocator = FaceRelocator(models.load_manifest().face_relocator)
+        print(f"pinned to core {core}; onnxruntime 1 thread; BlazeFace short range on 2x crops, 128x128")
+        print(format_relocation(evaluate_relocator(relocator.relocate_many)))
+        return 0
     scenes = synthetic_scenes(
         frames_per_size=1 if args.quick else 2, face_free_frames=10 if args.quick else args.face_free
     )
