@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 from analyzer.detectors import (
+    CENTERFACE_DEFAULT_LONG_SIDE,
     CenterFaceDetector,
     FaceRelocator,
     TiledFaceDetector,
@@ -138,13 +139,15 @@ def test_centerface_fifty_faces(built: BuildResult) -> None:
     assert len(CenterFaceDetector(built.files.centerface, long_side=1280, max_faces=10).detect(frame)) == 10
 
 
-def test_centerface_working_size_from_the_minimum_face() -> None:
-    side = CenterFaceDetector.working_long_side(1920, 24)
-    assert side % 32 == 0 and 1280 < side <= 1920
-    assert CenterFaceDetector.working_long_side(1920, 48) < side  # bigger faces, smaller input
-    assert CenterFaceDetector.working_long_side(1920, 4) == 1920  # never more than the frame
+def test_centerface_working_size_from_the_minimum_face(built: BuildResult) -> None:
+    assert CenterFaceDetector.working_long_side(1920, 24) == CENTERFACE_DEFAULT_LONG_SIDE == 1600
+    assert CenterFaceDetector.working_long_side(1920, 48) == 800  # bigger faces, smaller input
+    assert CenterFaceDetector.working_long_side(1920, 4) == 1920  # capped
+    assert CenterFaceDetector.working_long_side(1280, 16) == 1600  # 720p: upscaled
     with pytest.raises(ValueError):
         CenterFaceDetector.working_long_side(1920, 0)
+    detector = CenterFaceDetector.for_min_face(built.files.centerface, 48)
+    assert detector.long_side == 800 and detector.input_geometry(1080, 1920) == (450, 800, 800 / 1920)
 
 
 def test_decode_centerface_known_maps() -> None:
