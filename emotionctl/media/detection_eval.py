@@ -17,9 +17,10 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from analyzer import models
@@ -260,39 +261,49 @@ class DiscoveryResult:
         return 100.0 * self.false_on_face_free / self.face_free_frames if self.face_free_frames else math.nan
 
 
-def evaluate(name: str, detect: Detect, scenes: Sequence[Scene], *, scale_to_1080: bool = True) -> DiscoveryResult:
-    """Run ``detect`` on every scene: recall per bucket (face heights scaled to a 1080p frame), false
-    faces, and the time per frame: wall and CPU time of the calling thread (with one onnxruntime
-    thread all inference runs on the caller's thread, so CPU time is the cost even on a busy machine)."""
+def _new_result(name: str) -> DiscoveryResult:
     result = DiscoveryResult(name)
     for bucket in SIZE_BUCKETS:
         result.total[bucket_label(bucket)] = 0
         result.found[bucket_label(bucket)] = 0
+    return result
+
+
+def _score(result: DiscoveryResult, detect: Detect, scene: Scene, scale_to_1080: bool) -> None:
+    t0, c0 = time.perf_counter(), time.thread_time()
+    detections = detect(scene.frame)
+    result.cpu_ms.append((time.thread_time() - c0) * 1e3)
+    result.ms.append((time.perf_counter() - t0) * 1e3)
+    found, false = match(scene.faces, detections)
+    if scene.faces:
+        result.face_frames += 1
+        result.false_on_face_frames += false
+    else:
+        result.face_free_frames += 1
+        result.false_on_face_free += false
+    to_1080 = 1080.0 / scene.frame.shape[0] if scale_to_1080 else 1.0
+    sources = scene.sources or ("",) * len(scene.faces)
+    for box, hit, source in zip(scene.faces, found, sources, strict=True):
+        height = (box[3] - box[1]) * to_1080
+        for bucket in SIZE_BUCKETS:
+            if bucket[0] <= height < bucket[1]:
+                key = bucket_label(bucket)
+                result.total[key] += 1
+                result.found[key] += hit >= 0
+        result.total_by_source[source] = result.total_by_source.get(source, 0) + 1
+        result.found_by_source[source] = result.found_by_source.get(source, 0) + (hit >= 0)
+        if hit >= 0:
+            result.smallest_found = min(result.smallest_found, height)
+
+
+def evaluate(name: str, detect: Detect, scenes: Iterable[Scene], *, scale_to_1080: bool = True) -> DiscoveryResult:
+    """Run ``detect`` on every scene: recall per bucket (face heights scaled to a 1080p frame; faces under
+    16 px count in no bucket), false faces, and the time per frame: wall and CPU time of the calling thread
+    (with one onnxruntime thread all inference runs on the caller's thread, so CPU time is the cost even
+    on a busy machine)."""
+    result = _new_result(name)
     for scene in scenes:
-        t0, c0 = time.perf_counter(), time.thread_time()
-        detections = detect(scene.frame)
-        result.cpu_ms.append((time.thread_time() - c0) * 1e3)
-        result.ms.append((time.perf_counter() - t0) * 1e3)
-        found, false = match(scene.faces, detections)
-        if scene.faces:
-            result.face_frames += 1
-            result.false_on_face_frames += false
-        else:
-            result.face_free_frames += 1
-            result.false_on_face_free += false
-        to_1080 = 1080.0 / scene.frame.shape[0] if scale_to_1080 else 1.0
-        sources = scene.sources or ("",) * len(scene.faces)
-        for box, hit, source in zip(scene.faces, found, sources, strict=True):
-            height = (box[3] - box[1]) * to_1080
-            for bucket in SIZE_BUCKETS:
-                if bucket[0] <= height < bucket[1]:
-                    key = bucket_label(bucket)
-                    result.total[key] += 1
-                    result.found[key] += hit >= 0
-            result.total_by_source[source] = result.total_by_source.get(source, 0) + 1
-            result.found_by_source[source] = result.found_by_source.get(source, 0) + (hit >= 0)
-            if hit >= 0:
-                result.smallest_found = min(result.smallest_found, height)
+        _score(result, detect, scene, scale_to_1080)
     return result
 
 
@@ -318,13 +329,42 @@ def discovery_candidates(model_dir: Path | None = None, *, quick: bool = False) 
 
 def compare_discovery(
     model_dir: Path | None = None,
-    scenes: Sequence[Scene] | None = None,
+    scenes: Iterable[Scene] | None = None,
     candidates: dict[str, Detect] | None = None,
 ) -> list[DiscoveryResult]:
-    """Every candidate over the scenes (default: :func:`synthetic_scenes`); one result per candidate."""
-    scenes = list(scenes) if scenes is not None else synthetic_scenes()
+    """Every candidate over the scenes (default: :func:`synthetic_scenes`); one result per candidate.
+
+    ``scenes`` may be a generator (e.g. :func:`scenes_from_evalset`): each frame is made once and given to
+    every candidate in turn."""
+    scenes = scenes if scenes is not None else synthetic_scenes()
     candidates = candidates if candidates is not None else discovery_candidates(model_dir)
-    return [evaluate(name, detect, scenes) for name, detect in candidates.items()]
+    results = {name: _new_result(name) for name in candidates}
+    for scene in scenes:
+        for name, detect in candidates.items():
+            _score(results[name], detect, scene, True)
+    return list(results.values())
+
+
+def _studio_luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range luma (16..235), the Y plane a decoded H.264 frame gives the analyzer."""
+    y = 16.0 + rgb[..., :3].astype(np.float32) @ (np.array([65.481, 128.553, 24.966], np.float32) / 255.0)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def scenes_from_evalset(evalset: Any, height: int = 1080, *, face_free: bool = True) -> Iterator[Scene]:
+    """The labelled evaluation set's scenes (``emotionctl.media.evalset.EvalSet``: ``scenes(height)`` and
+    ``face_free(height)``, each ``render() -> (rgb, faces with .box and .pose)``) as luma :class:`Scene`s,
+    rendered one at a time. A face's source is its pose (frontal / turned), for a recall per pose."""
+    sets = [evalset.scenes(height)] + ([evalset.face_free(height)] if face_free else [])
+    for scenes in sets:
+        for scene in scenes:
+            rgb, faces = scene.render()
+            yield Scene(
+                _studio_luma(rgb),
+                tuple((float(f.box[0]), float(f.box[1]), float(f.box[2]), float(f.box[3])) for f in faces),
+                f"{scene.kind}:{scene.id}",
+                tuple(str(f.pose) for f in faces),
+            )
 
 
 def format_table(results: Sequence[DiscoveryResult]) -> str:

@@ -263,3 +263,59 @@ def test_tiled_blazeface_finds_faces_the_whole_frame_misses(built: BuildResult) 
     calls = math.ceil(len(budget.windows(1080, 1920)) / 8)
     union = [d for _ in range(calls) for d in budget.detect(frame)]
     assert match(truths, union)[0].count(-1) <= 1
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+def test_match_is_one_to_one() -> None:
+    from analyzer.vision import Detection
+
+    faces = [(0.0, 0.0, 10.0, 10.0), (20.0, 0.0, 30.0, 10.0)]
+    dets = [
+        Detection((1.0, 0.0, 11.0, 10.0), 0.9),
+        Detection((0.0, 1.0, 10.0, 11.0), 0.8),
+        Detection((50, 50, 60, 60), 0.7),
+    ]
+    found, false = match(faces, dets)
+    assert found == [0, -1] and false == 2
+    assert match([], dets) == ([], 3) and match(faces, []) == ([-1, -1], 0)
+
+
+class _FakeScene:
+    """The shape of an emotionctl.media.evalset scene: render() -> (rgb, faces with .box and .pose)."""
+
+    def __init__(self, kind: str, with_face: bool) -> None:
+        self.kind, self.id, self.with_face = kind, f"{kind}-1", with_face
+
+    def render(self) -> tuple[np.ndarray, list[object]]:
+        from types import SimpleNamespace
+
+        frame = _frame(7)
+        faces = []
+        if self.with_face:
+            faces.append(SimpleNamespace(box=paste_face(frame, face_photos()[0], 80, 900, 500), pose="frontal"))
+        return np.repeat(frame[:, :, None], 3, axis=2), faces
+
+
+def test_compare_discovery_on_evalset_shaped_scenes(built: BuildResult) -> None:
+    from types import SimpleNamespace
+
+    from emotionctl.media.detection_eval import compare_discovery, format_by_source, format_table, scenes_from_evalset
+
+    fake = SimpleNamespace(
+        scenes=lambda height: [_FakeScene("single", True)], face_free=lambda height: [_FakeScene("face-free", False)]
+    )
+    candidates = {
+        "centerface 960": CenterFaceDetector(built.files.centerface, long_side=960).detect,
+        "blazeface": FaceDetector(built.files.face_detector).detect,
+    }
+    results = compare_discovery(scenes=scenes_from_evalset(fake), candidates=candidates)
+    assert [r.name for r in results] == list(candidates)
+    centerface_result, blaze = results
+    assert centerface_result.found == {"16-24": 0, "24-32": 0, "32-48": 0, "48-96": 1, ">=96": 0}
+    assert centerface_result.face_frames == 1 and centerface_result.face_free_frames == 1
+    assert centerface_result.false_on_face_free == 0 and centerface_result.found_by_source == {"frontal": 1}
+    assert blaze.found["48-96"] == 0  # today's detector misses an 80 px face at 1080p
+    assert len(centerface_result.cpu_ms) == 2 and all(ms > 0 for ms in centerface_result.cpu_ms)
+    table = format_table(results)
+    assert "centerface 960" in table and "100%" in table
+    assert "frontal" in format_by_source(results)
