@@ -319,3 +319,20 @@ def test_compare_discovery_on_evalset_shaped_scenes(built: BuildResult) -> None:
     table = format_table(results)
     assert "centerface 960" in table and "100%" in table
     assert "frontal" in format_by_source(results)
+
+
+def test_centerface_region_finds_the_same_faces_in_frame_pixels(centerface: CenterFaceDetector) -> None:
+    frame = _frame(8)
+    photos = face_photos()
+    truths = [paste_face(frame, photos[k % 3], 30, 300 + 400 * k, 300 + 150 * k) for k in range(4)]
+    whole = centerface.detect(frame)
+    assert match(truths, whole)[0].count(-1) == 0
+    left = centerface.detect(frame, region=(0, 0, 1000, 1080))
+    right = centerface.detect(frame, region=(900, 0, 1920, 1080))
+    found_left, false_left = match(truths[:2], left)
+    found_right, false_right = match(truths[2:], right)
+    assert found_left.count(-1) == found_right.count(-1) == 0 and false_left == false_right == 0
+    for det in left:  # the same boxes as on the whole frame, within resampling noise
+        assert max(_iou(det.box, other.box) for other in whole) > 0.85
+    with pytest.raises(ValueError, match="empty"):
+        centerface.detect(frame, region=(2000, 0, 2100, 100))

@@ -146,25 +146,40 @@ class CenterFaceDetector:
         scale = 1.0 if self.long_side is None else self.long_side / max(h, w)
         return max(1, round(h * scale)), max(1, round(w * scale)), scale
 
-    def detect(self, luma: np.ndarray) -> list[Detection]:
-        """Faces in a ``uint8[H, W]`` luma plane, best score first."""
+    def detect(self, luma: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Detection]:
+        """Faces in a ``uint8[H, W]`` luma plane, best score first.
+
+        ``region`` ``(x0, y0, x1, y1)`` (frame pixels) looks only there, at the scale the whole frame would
+        get (same smallest face, cost in proportion to the region's area): discovery can be spread over
+        several calls. A face cut by the region's edge is found cut (or not at all): overlap the regions
+        by more than the largest face they must find."""
         _check_luma(luma, "CenterFaceDetector.detect()")
         h, w = luma.shape
         if h < 1 or w < 1:
             return []
-        out_h, out_w, _ = self.input_geometry(h, w)
+        _, _, scale = self.input_geometry(h, w)
+        x0 = y0 = 0
+        if region is not None:
+            x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
+            x1, y1 = min(w, int(region[2])), min(h, int(region[3]))
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError(f"region {region} is empty or outside the {w}x{h} frame")
+            luma = luma[y0:y1, x0:x1]
+            h, w = luma.shape
+        out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
         small, (used_h, used_w) = resize_luma(luma, out_h, out_w)
         in_h = math.ceil(out_h / CENTERFACE_STRIDE) * CENTERFACE_STRIDE
         in_w = math.ceil(out_w / CENTERFACE_STRIDE) * CENTERFACE_STRIDE
         x = np.zeros((1, 3, in_h, in_w), np.float32)  # RGB 0..255, grey replicated; padding black
         x[0, :, :out_h, :out_w] = small
-        heatmap, scale, offset, landmarks = self._session.run(list(_CENTERFACE_OUTPUTS), {self._input_name: x})
+        heatmap, scale_map, offset, landmarks = self._session.run(list(_CENTERFACE_OUTPUTS), {self._input_name: x})
         boxes, scores, points = decode_centerface(
-            heatmap[0, 0], scale[0], offset[0], landmarks[0], self.score_threshold, self.nms_iou
+            heatmap[0, 0], scale_map[0], offset[0], landmarks[0], self.score_threshold, self.nms_iou
         )
         factor = np.array([used_w / out_w, used_h / out_h])
-        boxes = (boxes.reshape(-1, 2, 2) * factor).reshape(-1, 4)
-        points = points * factor
+        origin = np.array([x0, y0], np.float64)
+        boxes = (boxes.reshape(-1, 2, 2) * factor + origin).reshape(-1, 4)
+        points = points * factor + origin
         return _to_detections(boxes, scores, points, self.min_face_size, self.max_faces)
 
 
