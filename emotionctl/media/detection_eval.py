@@ -449,13 +449,7 @@ def evaluate_relocator(
                 col, row = divmod(int(c), rows)
                 cx, cy = (col + 0.5) * (width / cols), (row + 0.5) * (height / rows)
                 truths.append(paste_face(frame, photos[int(rng.integers(len(photos)))], size, cx, cy))
-            priors: list[Box] = []
-            for x0, y0, x1, y1 in truths:
-                side = y1 - y0
-                dx, dy = rng.uniform(-motion, motion, 2) * side
-                f = 1.0 + rng.uniform(-motion, motion)
-                cx, cy, half_w, half_h = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, (x1 - x0) * f / 2, side * f / 2
-                priors.append((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+            priors = [_perturbed(rng, box, motion) for box in truths]
             c0 = time.thread_time()
             found = relocate_many(frame, priors)
             elapsed += time.thread_time() - c0
@@ -471,6 +465,56 @@ def evaluate_relocator(
         result.ms_per_face = elapsed * 1e3 / max(1, result.faces)
         results.append(result)
     return results
+
+
+def _perturbed(rng: np.random.Generator, box: Box, motion: float) -> Box:
+    x0, y0, x1, y1 = box
+    side = y1 - y0
+    dx, dy = rng.uniform(-motion, motion, 2) * side
+    f = 1.0 + rng.uniform(-motion, motion)
+    cx, cy, half_w, half_h = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, (x1 - x0) * f / 2, side * f / 2
+    return (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+
+
+def evaluate_relocator_on_scenes(
+    relocate_many: Callable[[np.ndarray, Sequence[Box]], Sequence[Detection | None]],
+    scenes: Iterable[Scene],
+    *,
+    motion: float = 0.15,
+    seed: int = 1,
+) -> list[RelocationResult]:
+    """The re-locator on labelled scenes (e.g. :func:`scenes_from_evalset`): every labelled face's box,
+    shifted/scaled by up to ``motion``, is the prior; results per size bucket (``face_px`` = the bucket's
+    lower bound, 1080p-equivalent)."""
+    rng = np.random.default_rng(seed)
+    by_bucket = {bucket: RelocationResult(int(bucket[0])) for bucket in SIZE_BUCKETS}
+    elapsed = dict.fromkeys(SIZE_BUCKETS, 0.0)
+    for scene in scenes:
+        if not scene.faces:
+            continue
+        priors = [_perturbed(rng, box, motion) for box in scene.faces]
+        c0 = time.thread_time()
+        found = relocate_many(scene.frame, priors)
+        per_face = (time.thread_time() - c0) / len(priors)
+        to_1080 = 1080.0 / scene.frame.shape[0]
+        for truth, prior, det in zip(scene.faces, priors, found, strict=True):
+            height = (truth[3] - truth[1]) * to_1080
+            bucket = next((b for b in SIZE_BUCKETS if b[0] <= height < b[1]), None)
+            if bucket is None:
+                continue
+            result = by_bucket[bucket]
+            elapsed[bucket] += per_face
+            result.faces += 1
+            truth_arr = np.asarray([truth], np.float64)
+            result.prior_ious.append(float(_iou_matrix(truth_arr, np.asarray([prior]))[0, 0]))
+            if det is None:
+                result.ious.append(0.0)
+                continue
+            result.relocated += 1
+            result.ious.append(float(_iou_matrix(truth_arr, np.asarray([det.box]))[0, 0]))
+    for bucket, result in by_bucket.items():
+        result.ms_per_face = elapsed[bucket] * 1e3 / max(1, result.faces)
+    return [r for r in by_bucket.values() if r.faces]
 
 
 def format_relocation(results: Sequence[RelocationResult]) -> str:
