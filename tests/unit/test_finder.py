@@ -42,7 +42,7 @@ class ScriptedRelocator:
         self.discovery = discovery
         self.asked: list[int] = []
 
-    def relocate(self, luma: np.ndarray, boxes: Sequence[Box]) -> list[Face | None]:
+    def relocate_many(self, luma: np.ndarray, boxes: Sequence[Box]) -> list[Face | None]:
         self.asked.append(len(boxes))
         out: list[Face | None] = []
         for b in boxes:

@@ -141,13 +141,23 @@ class CenterFaceDetector:
         side = cls.working_long_side(frame_long_side, min_face)
         return cls(model_path, threads, long_side=side, score_threshold=score_threshold, max_faces=max_faces)
 
-    def input_geometry(self, h: int, w: int) -> tuple[int, int, float]:
-        """``(resized_h, resized_w, scale)`` for a frame; the network input is that padded to multiples of 32."""
-        scale = 1.0 if self.long_side is None else self.long_side / max(h, w)
+    def input_geometry(self, h: int, w: int, min_face: float = 0.0) -> tuple[int, int, float]:
+        """``(resized_h, resized_w, scale)`` for a frame; the network input is that padded to multiples of 32.
+
+        With ``min_face`` (px in the frame) the working size is the one that finds faces of that height
+        (:meth:`working_long_side`), else ``long_side``."""
+        if min_face > 0:
+            long_side: int | None = self.working_long_side(max(h, w), min_face)
+        else:
+            long_side = self.long_side
+        scale = 1.0 if long_side is None else long_side / max(h, w)
         return max(1, round(h * scale)), max(1, round(w * scale)), scale
 
-    def detect(self, luma: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Detection]:
-        """Faces in a ``uint8[H, W]`` luma plane, best score first.
+    def detect(
+        self, luma: np.ndarray, min_face: float = 0.0, region: tuple[int, int, int, int] | None = None
+    ) -> list[Detection]:
+        """Faces in a ``uint8[H, W]`` luma plane, best score first; ``min_face`` (frame px, optional) sets the
+        working size for faces from that height (else ``long_side``) and drops smaller ones.
 
         ``region`` ``(x0, y0, x1, y1)`` (frame pixels) looks only there, at the scale the whole frame would
         get (same smallest face, cost in proportion to the region's area): discovery can be spread over
@@ -157,7 +167,7 @@ class CenterFaceDetector:
         h, w = luma.shape
         if h < 1 or w < 1:
             return []
-        _, _, scale = self.input_geometry(h, w)
+        _, _, scale = self.input_geometry(h, w, min_face)
         x0 = y0 = 0
         if region is not None:
             x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
@@ -180,7 +190,7 @@ class CenterFaceDetector:
         origin = np.array([x0, y0], np.float64)
         boxes = (boxes.reshape(-1, 2, 2) * factor + origin).reshape(-1, 4)
         points = points * factor + origin
-        return _to_detections(boxes, scores, points, self.min_face_size, self.max_faces)
+        return _to_detections(boxes, scores, points, max(self.min_face_size, min_face), self.max_faces)
 
 
 def decode_centerface(

@@ -61,9 +61,9 @@ class DiscoveryDetector(Protocol):
 
 
 class Relocator(Protocol):
-    """Each of ``boxes`` found again in the frame (the best face on a crop around it), or None."""
+    """Each of ``boxes`` found again in the frame (the face on a crop around it that overlaps it most), or None."""
 
-    def relocate(self, luma: np.ndarray, boxes: Sequence[Box]) -> Sequence[FaceLike | None]: ...
+    def relocate_many(self, luma: np.ndarray, boxes: Sequence[Box]) -> Sequence[FaceLike | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,7 @@ class FaceFinder:
             live = self.tracker.tracks
             if live:
                 predicted = [_predicted_box(track, now) for track in live]
-                found = self.relocator.relocate(luma, predicted)
+                found = self.relocator.relocate_many(luma, predicted)
                 self.stats.relocations += len(predicted)
                 relocated = [f for f in found if f is not None]
                 self.stats.relocated += len(relocated)

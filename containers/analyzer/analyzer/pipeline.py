@@ -103,15 +103,22 @@ class FrameAnalyzer:
     def from_model_dir(
         cls, model_dir: Any = None, threads: int = 1, options: AnalyzerOptions | None = None
     ) -> FrameAnalyzer:
-        """Load the verified models (``analyzer.models.default_model_dir()`` unless given); warmed up."""
-        from . import expressions, vision
+        """The shipped perception, from the verified models (``analyzer.models.default_model_dir()`` unless given):
+        CenterFace discovers faces on the whole frame every ``discovery_interval`` s at the working size that
+        ``min_face`` asks for, BlazeFace short range re-locates each known face on a crop at every analysed
+        frame, and the chosen classifier reads eye-aligned crops."""
+        from . import detectors, expressions, models
 
         opts = options or AnalyzerOptions()
-        detector, _ = vision.load_models(model_dir, threads)
+        files = models.load_manifest(model_dir)
         finder = FaceFinder(
-            detector, None, discovery_interval=opts.discovery_interval, min_face=opts.min_face, max_faces=opts.max_faces
+            detectors.CenterFaceDetector(files.path("centerface"), threads, max_faces=opts.max_faces),
+            detectors.FaceRelocator(files.path("face_relocator"), threads),
+            discovery_interval=opts.discovery_interval,
+            min_face=opts.min_face,
+            max_faces=opts.max_faces,
         )
-        return cls(finder, expressions.load_classifier(opts.classifier, model_dir, threads))
+        return cls(finder, expressions.load_classifier(opts.classifier, files.directory, threads))
 
     def warm_up(self, width: int, height: int) -> None:
         """Run the discovery detector once at the stream's size, so the first real frame is not slow (resize plans)."""
