@@ -1,8 +1,9 @@
 """The analysis loop, independent of AWS.
 
-decoded frames → rate gate (analysis fps; late frames dropped and counted) → face detector on the luma plane
-→ square crops 1.25x → emotion classifier (all faces of a frame in one batch) → tracker → per-second
-:class:`~emotion_shared.emotions.Bucket`.
+decoded frames → rate gate (analysis fps; late frames dropped and counted) → face finder on the luma plane
+(:mod:`analyzer.finder`: discovery at a low rate, re-location of known faces in between, tracker ids) →
+eye-aligned crops → expression classifier (:mod:`analyzer.expressions`, all faces of a frame in small
+batches) → per-second :class:`~emotion_shared.emotions.Bucket`.
 
 A second is closed and handed to the sink when a frame of a later second arrives, or by :meth:`Pipeline.flush`.
 The second of a frame is ``floor(frame.received - origin)``: the wall clock at which the frame was received,
