@@ -319,8 +319,8 @@ class _Plain:
 def cost(pipes: list[Pipeline], ev: Any) -> None:
     print("\n## 5. CPU per analysed frame at 1080p, 5 analyses/s for 4 s (discoveries included), one core")
     scenes = ev.scenes(1080)
-    single = next(s for s in scenes if s.kind == "single" and s.bucket == ">=96")
-    crowd = next(s for s in scenes if s.kind == "crowd30")
+    single = next(s for s in scenes if s.kind == "single" and s.bucket == "96+")
+    crowd = next(s for s in scenes if s.kind == "crowd30" and s.bucket == "48-96")
     print(f"{'scene':<22}" + "".join(f"{p.name:>18}" for p in pipes) + f"{'ratio':>8}")
     for label, scene in (("one face", single), ("crowd of 30", crowd)):
         rgb, _ = scene.render()
