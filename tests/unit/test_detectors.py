@@ -46,7 +46,7 @@ def built() -> BuildResult:
 
 @pytest.fixture(scope="module")
 def centerface(built: BuildResult) -> CenterFaceDetector:
-    return CenterFaceDetector(built.files.centerface, long_side=1600)
+    return CenterFaceDetector(built.files.centerface)  # the defaults: 1920 px, threshold 0.35
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +84,20 @@ def test_centerface_finds_the_astronaut_with_eyes_in_blazeface_order(built: Buil
 
 
 @pytest.mark.parametrize(
-    ("face_px", "long_side", "min_recall"),
+    ("face_px", "min_recall"),
     [
-        (20, 1920, 0.5),  # 16-24 bucket: below the target range, best effort
-        (28, 1600, 0.75),  # 24-32: the target >= 75 %
-        (40, 1600, 0.9),
-        (70, 1600, 0.9),
-        (150, 1600, 0.9),
-        (400, 1600, 0.9),
+        (20, 0.5),  # 16-24 bucket: below the target range, best effort
+        (28, 0.75),  # 24-32: the target >= 75 %
+        (40, 0.9),
+        (70, 0.9),
+        (150, 0.9),
+        (400, 0.9),
     ],
 )
 def test_centerface_recall_on_real_faces_per_size_bucket(
-    built: BuildResult, face_px: int, long_side: int, min_recall: float
+    centerface: CenterFaceDetector, face_px: int, min_recall: float
 ) -> None:
-    detector = CenterFaceDetector(built.files.centerface, long_side=long_side)
+    detector = centerface
     scenes = synthetic_scenes(face_sizes=(face_px,), frames_per_size=2, face_free_frames=0, seed=face_px)
     result = evaluate("centerface", detector.detect, scenes)
     found, total = sum(result.found.values()), sum(result.total.values())
@@ -140,14 +140,15 @@ def test_centerface_fifty_faces(built: BuildResult) -> None:
 
 
 def test_centerface_working_size_from_the_minimum_face(built: BuildResult) -> None:
-    assert CenterFaceDetector.working_long_side(1920, 24) == CENTERFACE_DEFAULT_LONG_SIDE == 1600
-    assert CenterFaceDetector.working_long_side(1920, 48) == 800  # bigger faces, smaller input
+    assert CenterFaceDetector.working_long_side(1920, 24) == CENTERFACE_DEFAULT_LONG_SIDE == 1920
+    assert CenterFaceDetector.working_long_side(1920, 32) == 1440
+    assert CenterFaceDetector.working_long_side(1920, 48) == 960  # bigger faces, smaller input
     assert CenterFaceDetector.working_long_side(1920, 4) == 1920  # capped
-    assert CenterFaceDetector.working_long_side(1280, 16) == 1600  # 720p: upscaled
+    assert CenterFaceDetector.working_long_side(1280, 16) == 1920  # 720p: upscaled
     with pytest.raises(ValueError):
         CenterFaceDetector.working_long_side(1920, 0)
     detector = CenterFaceDetector.for_min_face(built.files.centerface, 48)
-    assert detector.long_side == 800 and detector.input_geometry(1080, 1920) == (450, 800, 800 / 1920)
+    assert detector.long_side == 960 and detector.input_geometry(1080, 1920) == (540, 960, 0.5)
 
 
 def test_decode_centerface_known_maps() -> None:
