@@ -337,3 +337,29 @@ def test_centerface_region_finds_the_same_faces_in_frame_pixels(centerface: Cent
         assert max(_iou(det.box, other.box) for other in whole) > 0.85
     with pytest.raises(ValueError, match="empty"):
         centerface.detect(frame, region=(2000, 0, 2100, 100))
+
+
+def test_centerface_regions_bound_the_input_and_find_what_the_whole_frame_finds(built: BuildResult) -> None:
+    regioned = CenterFaceDetector(built.files.centerface)  # 1920 px working side: 4 regions + a coarse pass
+    whole = CenterFaceDetector(built.files.centerface, max_input_pixels=None)
+    regions = regioned.regions(1080, 1920)
+    assert len(regions) > 1 and whole.regions(1080, 1920) == [(0, 0, 1920, 1080)]
+    for x0, y0, x1, y1 in regions:
+        assert (x1 - x0) * (y1 - y0) <= regioned.max_input_pixels  # type: ignore[operator]
+    covered = np.zeros((1080, 1920), bool)
+    for x0, y0, x1, y1 in regions:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    # faces on the regions' borders, small and big: each found once
+    frame = _frame(9)
+    photos = face_photos()
+    (_, _, ax1, _), (bx0, _, _, _) = regions[0], regions[3]
+    truths = [
+        paste_face(frame, photos[0], 30, (bx0 + ax1) / 2, 150),  # in the overlap band, small
+        paste_face(frame, photos[1], 40, ax1 - 5, 950),  # on a region's edge
+        paste_face(frame, photos[2], 250, 960, 540),  # big, across all four regions
+        paste_face(frame, photos[0], 26, 1500, 900),
+    ]
+    for detector in (regioned, whole):
+        found, false = match(truths, detector.detect(frame))
+        assert found.count(-1) == 0 and false == 0, (found, false)
