@@ -313,9 +313,12 @@ def discovery_candidates(model_dir: Path | None = None, *, quick: bool = False) 
     candidates: dict[str, Detect] = {
         "blazeface-full 192 (today)": FaceDetector(files.face_detector).detect,
     }
-    sides = (640, 960, 1280) if quick else (640, 960, 1280, 1440, 1600, 1920)
+    sides = (960, 1280, 1920) if quick else (640, 960, 1280, 1440, 1600, 1920)
     for side in sides:
-        candidates[f"centerface {side}"] = CenterFaceDetector(files.path("centerface"), long_side=side).detect
+        for threshold in (0.35, 0.5):
+            candidates[f"centerface {side} t{threshold}"] = CenterFaceDetector(
+                files.path("centerface"), long_side=side, score_threshold=threshold
+            ).detect
     tilings: list[tuple[str, tuple[float, ...]]] = [("tiled 1/2+1/4", (0.5, 0.25))]
     if not quick:
         tilings.append(("tiled 1/2+1/4+1/6", (0.5, 0.25, 1 / 6)))

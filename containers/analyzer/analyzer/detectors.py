@@ -1,7 +1,7 @@
 """Face detectors for small faces and crowds, and a cheap re-locator of known faces.
 
 - :class:`CenterFaceDetector`: CenterFace (anchor-free, stride 4) on the whole frame at a chosen working
-  size; finds faces down to ~10 px tall at its input. The discovery detector.
+  size; finds most faces from ~24 px tall at its input, some from ~15 px. The discovery detector.
 - :class:`TiledFaceDetector`: BlazeFace full range on the letterboxed frame plus square tiles at finer
   scales (one batched call), merged with NMS; optionally spread over several calls (a tile budget).
 - :class:`FaceRelocator`: BlazeFace short range on a square crop around each known face's last box
@@ -19,18 +19,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
-from .vision import Box, Detection, FaceDetector, _iou, _session, _weighted_nms, resize_luma
+from .vision import Box, Detection, FaceDetector, _iou, _weighted_nms, resize_luma
+from .vision import _session as _vision_session
 
 CENTERFACE_STRIDE = 32  # input sides must be multiples of this
 _CENTERFACE_OUTPUTS = ("heatmap", "scale", "offset", "landmarks")
 
-# Smallest face (labelled box height, px at the network input) CenterFace finds reliably, measured with
-# emotionctl.media.detection_eval on 1080p frames: at a 1600 px working side (x0.83) 99 % of 24-32 px
-# faces (20-27 px at the input), at 1440 (x0.75) 79 %, at 1280 (x0.67) 35 %.
-CENTERFACE_MIN_INPUT_FACE = 20.0
+# Smallest face (labelled box height, px at the network input) CenterFace finds in >= 75 % of cases at
+# CENTERFACE_DEFAULT_THRESHOLD, measured with emotionctl.media.detection_eval on the labelled evaluation set
+# (1080p scenes of 45 real faces, 112 face-free frames): at 1920 (x1) 77 % of 24-32 px faces, 93 % of
+# 32-48 px, no false face on face-free frames; at 1600 (x0.83) 47 %, at 1440 (x0.75) 31 %.
+CENTERFACE_MIN_INPUT_FACE = 24.0
+# Its heatmap threshold: 0.5 (CenterFace's demo) loses small faces (60 % of 24-32 px at 1920); 0.35 keeps
+# face-free frames clean; 0.3 starts to fire on non-faces in busy frames.
+CENTERFACE_DEFAULT_THRESHOLD = 0.35
 # The default working long side: faces from 24 px tall in a 1080p frame (issue 8's range).
-CENTERFACE_DEFAULT_LONG_SIDE = 1600
+CENTERFACE_DEFAULT_LONG_SIDE = 1920
+# Memory: activations grow with the input (a 1920x1088 input peaks at ~330 MB over the loaded model); bigger
+# inputs are run as overlapping regions of at most this many input pixels (~110 MB each), plus a coarse
+# whole-frame pass at CENTERFACE_COARSE_LONG_SIDE (~26 ms) for faces bigger than the regions' overlap.
+CENTERFACE_MAX_INPUT_PIXELS = 700_000
+CENTERFACE_COARSE_LONG_SIDE = 640
+CENTERFACE_REGION_OVERLAP = 0.12  # of the frame height: 130 px at 1080p
+
+
+def _session(model_path: Path | str, threads: int, *, mem_pattern: bool = True) -> ort.InferenceSession:
+    """vision's session settings; ``mem_pattern=False`` for models run at varying input sizes."""
+    if mem_pattern or threads < 1:
+        return _vision_session(model_path, threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.enable_mem_pattern = False
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
 def _check_luma(luma: np.ndarray, what: str) -> None:
@@ -90,13 +116,19 @@ class CenterFaceDetector:
         threads: int = 1,
         *,
         long_side: int | None = CENTERFACE_DEFAULT_LONG_SIDE,
-        score_threshold: float = 0.5,
+        score_threshold: float = CENTERFACE_DEFAULT_THRESHOLD,
         nms_iou: float = 0.3,
         min_face_size: float = 0.0,
         max_faces: int | None = None,
+        max_input_pixels: int | None = CENTERFACE_MAX_INPUT_PIXELS,
+        coarse_long_side: int = CENTERFACE_COARSE_LONG_SIDE,
     ) -> None:
         if not 0.0 < score_threshold < 1.0:
             raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold}")
+        if max_input_pixels is not None and max_input_pixels < 64 * 64:
+            raise ValueError(f"max_input_pixels must be >= 4096 or None, got {max_input_pixels}")
+        self.max_input_pixels = max_input_pixels
+        self.coarse_long_side = coarse_long_side
         if long_side is not None and long_side < CENTERFACE_STRIDE:
             raise ValueError(f"long_side must be >= {CENTERFACE_STRIDE} or None, got {long_side}")
         self.long_side = long_side
@@ -104,7 +136,8 @@ class CenterFaceDetector:
         self.nms_iou = nms_iou
         self.min_face_size = float(min_face_size)
         self.max_faces = max_faces
-        self._session = _session(model_path, threads)
+        # Input sizes vary (regions, frame sizes): a memory pattern planned for one size only adds memory.
+        self._session = _session(model_path, threads, mem_pattern=False)
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or inputs[0].shape[1] != 3:
             raise ValueError(f"{model_path}: unexpected CenterFace input {[i.shape for i in inputs]}")
@@ -118,7 +151,8 @@ class CenterFaceDetector:
         """The minimum-face knob: the working long side (a multiple of 32, at most ``max_long_side``) at
         which faces ``min_face`` px tall in the frame are ``CENTERFACE_MIN_INPUT_FACE`` px at the input.
 
-        1080p: 24 px -> 1600 (the default), 32 -> 1216, 48 -> 800. Cost grows with the square of it.
+        1080p: 24 px -> 1920 (the default), 32 -> 1440, 48 -> 960. Cost grows with the square of it
+        (CPU, one thread: ~215 ms at 1920, ~170 at 1600, ~135 at 1440, ~95 at 1280, ~55 at 960).
         A smaller frame may be upscaled (720p, 16 px -> 1920)."""
         if min_face <= 0 or frame_long_side < 1:
             raise ValueError(f"min_face and frame_long_side must be > 0, got {min_face}, {frame_long_side}")
@@ -134,7 +168,7 @@ class CenterFaceDetector:
         frame_long_side: int = 1920,
         threads: int = 1,
         *,
-        score_threshold: float = 0.5,
+        score_threshold: float = CENTERFACE_DEFAULT_THRESHOLD,
         max_faces: int | None = None,
     ) -> CenterFaceDetector:
         """A detector whose working size finds faces from ``min_face`` px tall in frames of that long side."""
@@ -146,18 +180,42 @@ class CenterFaceDetector:
 
         With ``min_face`` (px in the frame) the working size is the one that finds faces of that height
         (:meth:`working_long_side`), else ``long_side``."""
-        if min_face > 0:
-            long_side: int | None = self.working_long_side(max(h, w), min_face)
-        else:
-            long_side = self.long_side
+        long_side = self.working_long_side(max(h, w), min_face) if min_face > 0 else self.long_side
         scale = 1.0 if long_side is None else long_side / max(h, w)
         return max(1, round(h * scale)), max(1, round(w * scale)), scale
+
+    def regions(self, h: int, w: int, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+        """The regions (frame pixels) one :meth:`detect` call runs at the working scale: the whole frame, or
+        when its input would exceed ``max_input_pixels`` a grid of regions overlapping by
+        ``CENTERFACE_REGION_OVERLAP`` of the frame height (faces up to that size lie whole in one region;
+        bigger ones are the coarse pass's)."""
+        out_h, out_w, scale = self.input_geometry(h, w, min_face)
+        if self.max_input_pixels is None or out_h * out_w <= self.max_input_pixels:
+            return [(0, 0, w, h)]
+        overlap = math.ceil(h * CENTERFACE_REGION_OVERLAP)
+        rows = cols = 1
+        while True:
+            rh, rw = (h + (rows - 1) * overlap) / rows, (w + (cols - 1) * overlap) / cols
+            if rh * rw * scale * scale <= self.max_input_pixels or (rh <= overlap * 2 and rw <= overlap * 2):
+                break
+            if rw >= rh:
+                cols += 1
+            else:
+                rows += 1
+        xs = [round(c * (w - rw) / max(1, cols - 1)) for c in range(cols)] if cols > 1 else [0]
+        ys = [round(r * (h - rh) / max(1, rows - 1)) for r in range(rows)] if rows > 1 else [0]
+        return [(x, y, min(w, round(x + rw)), min(h, round(y + rh))) for y in ys for x in xs]
 
     def detect(
         self, luma: np.ndarray, min_face: float = 0.0, region: tuple[int, int, int, int] | None = None
     ) -> list[Detection]:
         """Faces in a ``uint8[H, W]`` luma plane, best score first; ``min_face`` (frame px, optional) sets the
         working size for faces from that height (else ``long_side``) and drops smaller ones.
+
+        A frame whose working input exceeds ``max_input_pixels`` (memory: ~200 MB of activations for a
+        1920x1088 input) is run as overlapping regions at the working scale plus one coarse pass of the
+        whole frame at ``coarse_long_side`` (the faces bigger than the overlap), merged with NMS; a
+        region's detection touching one of its inner edges is left to the neighbour or the coarse pass.
 
         ``region`` ``(x0, y0, x1, y1)`` (frame pixels) looks only there, at the scale the whole frame would
         get (same smallest face, cost in proportion to the region's area): discovery can be spread over
@@ -167,13 +225,45 @@ class CenterFaceDetector:
         h, w = luma.shape
         if h < 1 or w < 1:
             return []
-        _, _, scale = self.input_geometry(h, w, min_face)
-        x0 = y0 = 0
+        smallest = max(self.min_face_size, min_face)
+        scale = self.input_geometry(h, w, min_face)[2]
         if region is not None:
-            x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
-            x1, y1 = min(w, int(region[2])), min(h, int(region[3]))
-            if x1 <= x0 or y1 <= y0:
-                raise ValueError(f"region {region} is empty or outside the {w}x{h} frame")
+            boxes, scores, points = self._detect_region(luma, region, scale)
+            return _to_detections(boxes, scores, points, smallest, self.max_faces)
+        regions = self.regions(h, w, min_face)
+        if len(regions) == 1:
+            boxes, scores, points = self._detect_region(luma, regions[0], scale)
+            return _to_detections(boxes, scores, points, smallest, self.max_faces)
+        parts = [self._detect_region(luma, (0, 0, w, h), self.coarse_long_side / max(h, w))]
+        for x0, y0, x1, y1 in regions:
+            boxes, scores, points = self._detect_region(luma, (x0, y0, x1, y1), scale)
+            inner = np.ones(len(scores), bool)
+            edge = 2.0
+            if x0 > 0:
+                inner &= boxes[:, 0] > x0 + edge
+            if y0 > 0:
+                inner &= boxes[:, 1] > y0 + edge
+            if x1 < w:
+                inner &= boxes[:, 2] < x1 - edge
+            if y1 < h:
+                inner &= boxes[:, 3] < y1 - edge
+            parts.append((boxes[inner], scores[inner], points[inner]))
+        all_boxes = np.concatenate([p[0] for p in parts])
+        all_scores = np.concatenate([p[1] for p in parts])
+        all_points = np.concatenate([p[2] for p in parts])
+        keep = nms(all_boxes, all_scores, self.nms_iou) if all_scores.size else np.zeros(0, np.intp)
+        return _to_detections(all_boxes[keep], all_scores[keep], all_points[keep], smallest, self.max_faces)
+
+    def _detect_region(
+        self, luma: np.ndarray, region: tuple[int, int, int, int], scale: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores (best first), keypoints in frame pixels of one region run at ``scale``."""
+        h, w = luma.shape
+        x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
+        x1, y1 = min(w, int(region[2])), min(h, int(region[3]))
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"region {region} is empty or outside the {w}x{h} frame")
+        if (x0, y0, x1, y1) != (0, 0, w, h):
             luma = luma[y0:y1, x0:x1]
             h, w = luma.shape
         out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
@@ -190,7 +280,7 @@ class CenterFaceDetector:
         origin = np.array([x0, y0], np.float64)
         boxes = (boxes.reshape(-1, 2, 2) * factor + origin).reshape(-1, 4)
         points = points * factor + origin
-        return _to_detections(boxes, scores, points, max(self.min_face_size, min_face), self.max_faces)
+        return boxes, scores, points
 
 
 def decode_centerface(
