@@ -150,7 +150,10 @@ def analyse(path: Path, analyzer: Any, fps: float | None) -> tuple[float, int, l
     from analyzer.pipeline import Pipeline
 
     seconds: list[Any] = []
-    pipeline = Pipeline(analyzer, seconds.append, origin=time.time(), analysis_fps=fps, stream_fps=30.0)
+    # throughput, not lateness: a discovery frame may put the loop behind the clip's clock for a moment
+    pipeline = Pipeline(
+        analyzer, seconds.append, origin=time.time(), analysis_fps=fps, stream_fps=30.0, max_lag=math.inf
+    )
     pipeline.latencies = []
     started = time.perf_counter()
     for frame in decoded_frames(path):
