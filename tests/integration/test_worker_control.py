@@ -110,7 +110,7 @@ class ScriptedIngest:
         seg = container.segment
         return [{"type": "video", "codec": "h264", "width": seg.width, "height": seg.height, "fps": seg.fps}]
 
-    def frames(self, container: Container, stop: threading.Event) -> Any:
+    def frames(self, container: Container, stop: threading.Event, audio: Any = None) -> Any:
         seg = container.segment
         start = time.time()
         n = round(seg.seconds * seg.fps)
