@@ -137,6 +137,8 @@ def test_rest_api_has_the_request_authorizer_on_every_route(sam: dict[str, Any],
         ("POST", "/v1/sessions/{id}/stop"),
         ("GET", "/v1/sessions/{id}/emotions"),
         ("GET", "/v1/sessions/{id}/emotions/timeline"),
+        ("GET", "/v1/sessions/{id}/audio/transcription-sentiment"),
+        ("GET", "/v1/sessions/{id}/audio/transcript"),
     }
 
 

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 
 from .. import auth, aws
+from ..audio import SegmentStore
 from ..config import Settings, get_settings
 from ..emotions import EmotionStore
 from ..ratelimit import TokenBucketLimiter
@@ -41,6 +42,7 @@ def build(settings: Settings) -> Deps:
         settings,
         starter=starter,
         observer=MetricsObserver(),
+        segments=SegmentStore(dynamodb, settings.emotions_table),
     )
     return Deps(
         settings=settings,

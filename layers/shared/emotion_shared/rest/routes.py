@@ -1,4 +1,4 @@
-"""The seven routes of ``/v1/sessions``: parse (Powertools validation), call one service operation, answer."""
+"""The nine routes of ``/v1/sessions``: parse (Powertools validation), call one service operation, answer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from ..auth import Principal
 from ..errors import InvalidRequest
-from ..models import CreateSessionRequest, ListSessionsQuery, TimelineQuery
+from ..models import CreateSessionRequest, ListSessionsQuery, TimelineQuery, TranscriptQuery
 from . import deps
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 
@@ -28,6 +28,8 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/sessions/{id}/stop": ("POST",),
     "/v1/sessions/{id}/emotions": ("GET",),
     "/v1/sessions/{id}/emotions/timeline": ("GET",),
+    "/v1/sessions/{id}/audio/transcription-sentiment": ("GET",),
+    "/v1/sessions/{id}/audio/transcript": ("GET",),
 }
 _ROUTE_RES = [
     (re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/*"), methods)
@@ -115,3 +117,15 @@ def get_emotions(session_id: str):
 def get_timeline(session_id: str, query: Annotated[TimelineQuery, Query()]):
     _only_query(("granularity", "start", "end"))
     return _json(deps.get().service.timeline(_principal(), session_id, query))
+
+
+@router.get("/v1/sessions/<session_id>/audio/transcription-sentiment")
+def get_audio_timeline(session_id: str, query: Annotated[TimelineQuery, Query()]):
+    _only_query(("granularity", "start", "end"))
+    return _json(deps.get().service.audio_timeline(_principal(), session_id, query))
+
+
+@router.get("/v1/sessions/<session_id>/audio/transcript")
+def get_transcript(session_id: str, query: Annotated[TranscriptQuery, Query()]):
+    _only_query(("start", "end"))
+    return _json(deps.get().service.transcript(_principal(), session_id, query))
