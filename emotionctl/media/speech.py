@@ -24,7 +24,7 @@ import numpy as np
 from .clips import default_cache_dir, make_face_clip
 from .sources import require_tools
 
-SPEECH_FORMAT = 1  # bump when the synthesis or the muxing changes
+SPEECH_FORMAT = 2  # bump when the synthesis or the muxing changes
 
 POSITIVE_SENTENCES = (
     "I love this wonderful day, everything is great.",
@@ -112,12 +112,13 @@ def make_speech_clip(
             w.setframerate(ESPEAK_RATE)
             w.writeframes(audio.tobytes())
         seconds = len(audio) / ESPEAK_RATE
+        # the face clip's own H.264 (live-stream settings: no B-frames, a keyframe a second), looped as is
         face = make_face_clip(size[0], size[1], fps=fps, segments=(("face", 4),))
         out = Path(tmp) / "clip.mp4"
         subprocess.run(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(face), "-i", str(wav),
-             "-map", "0:v:0", "-map", "1:a:0", "-t", f"{seconds:.3f}", "-c:v", "libx264", "-preset", "veryfast",
-             "-g", str(fps), "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", "-ac", "2", "-b:a", "96k",
+             "-map", "0:v:0", "-map", "1:a:0", "-t", f"{seconds:.3f}", "-c:v", "copy",
+             "-c:a", "aac", "-ar", "44100", "-ac", "2", "-b:a", "96k",
              "-movflags", "+faststart", str(out)],
             check=True, capture_output=True, timeout=300,
         )
