@@ -60,7 +60,6 @@ Stack, local_stack, percentile, wait_for = flow.Stack, flow.local_stack, flow.pe
 def decode_16k(clip: Path) -> tuple[np.ndarray, float]:
     """The clip's audio through ingest's decoder (16 kHz mono chunks); returns the samples and the CPU time."""
     import av
-
     from analyzer import ingest
 
     chunks: list[np.ndarray] = []
@@ -111,9 +110,11 @@ def cost(clip: Path, script: list[Any]) -> dict[str, float]:
     wall = time.perf_counter() - wall0
     total = decode_cpu + sum(cpu.values())
     wer = word_error_rate([u.text for u in script], texts)
-    print(f"audio {seconds:.1f} s, {len(spans)} segments for {len(script)} sentences; model load {load_cpu:.2f} s CPU")
+    print(f"audio {seconds:.1f} s, {len(spans)} segments for {len(script)} sentences; "
+          f"model load {load_cpu:.2f} s CPU")
     print(f"CPU per second of audio: {total / seconds:.3f} core-s/s  (decode+resample {decode_cpu / seconds:.4f}, "
-          f"VAD {cpu['vad'] / seconds:.4f}, Whisper {cpu['asr'] / seconds:.4f}, VADER {cpu['sentiment'] / seconds:.5f})")
+          f"VAD {cpu['vad'] / seconds:.4f}, Whisper {cpu['asr'] / seconds:.4f}, "
+          f"VADER {cpu['sentiment'] / seconds:.5f})")
     print(f"real-time factor (wall / audio, one thread): {wall / seconds:.3f}")
     print(f"word error rate (Whisper tiny.en, espeak-ng speech): {wer:.3f}")
     return {"cpu_per_audio_second": total / seconds, "rtf": wall / seconds, "wer": wer}
@@ -218,7 +219,8 @@ def main() -> int:
     cost(clip, script)
     if args.offline_only:
         return 0
-    print(f"\n== latency: speech ends → segment readable over REST / received over WebSocket ({args.sessions} sessions)")
+    print(f"\n== latency: speech ends → segment readable over REST / received over WebSocket "
+          f"({args.sessions} sessions)")
     samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-audio-") as tmp, local_stack(Path(tmp)) as stack:
         wait_for(lambda: stack.call("GET", "/health").status_code == 200, 60, "the stack's health")
