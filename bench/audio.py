@@ -117,7 +117,31 @@ def cost(clip: Path, script: list[Any]) -> dict[str, float]:
           f"VADER {cpu['sentiment'] / seconds:.5f})")
     print(f"real-time factor (wall / audio, one thread): {wall / seconds:.3f}")
     print(f"word error rate (Whisper tiny.en, espeak-ng speech): {wer:.3f}")
+    compare_pocketsphinx(spans, script, seconds)
     return {"cpu_per_audio_second": total / seconds, "rtf": wall / seconds, "wer": wer}
+
+
+def compare_pocketsphinx(spans: list[Any], script: list[Any], seconds: float) -> None:
+    """The alternative the issue names, on the same segments, when ``pocketsphinx`` happens to be importable
+    (it is no dependency: ``pip install --target DIR pocketsphinx`` and put DIR on PYTHONPATH to compare)."""
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        print("pocketsphinx: not installed (optional comparison skipped)")
+        return
+    from emotionctl.media.speech import word_error_rate
+
+    started = time.process_time()
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    texts = []
+    for span in spans:
+        decoder.start_utt()
+        decoder.process_raw((np.clip(span.samples, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+        decoder.end_utt()
+        texts.append(decoder.hyp().hypstr if decoder.hyp() else "")
+    cpu = time.process_time() - started
+    wer = word_error_rate([u.text for u in script], texts)
+    print(f"pocketsphinx (bundled en-us model): CPU per second of audio {cpu / seconds:.3f}, word error rate {wer:.3f}")
 
 
 # ------------------------------------------------------------------ 2. latency
