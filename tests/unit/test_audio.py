@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -164,3 +165,41 @@ def test_speech_models_load_and_run_with_no_network(tmp_path) -> None:
                           timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "happy" in proc.stdout.lower(), (proc.stdout, proc.stderr[-2000:])
+
+
+class _SlowAnalyzer:
+    """Stand-in models: every window is speech, and transcribing takes a while (a CPU-starved thread)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self._gate = gate
+
+    def probabilities(self, block: np.ndarray) -> np.ndarray:
+        return np.ones(len(block) // WINDOW, np.float32)
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        self._gate.wait(10)
+        return "slow words"
+
+    def sentiment(self, text: str) -> dict[str, float]:
+        return dict(NEU)
+
+
+def test_audio_thread_never_blocks_the_caller_skips_what_does_not_fit_and_says_so() -> None:
+    from analyzer.audio import AudioThread
+    from analyzer.ingest import AudioChunk
+
+    gate = threading.Event()
+    emitted: list[Segment] = []
+    thread = AudioThread(emitted.append, origin=1000.0, analyzer_factory=lambda: _SlowAnalyzer(gate),  # type: ignore[arg-type,return-value]
+                         max_queue_seconds=2.0, options=SegmenterOptions(max_speech=1.0, pad=0.0))
+    second = np.full(AUDIO_RATE, 0.3, np.float32)
+    for i in range(10):  # 10 s of speech offered at once while the thread is stuck on its first segment
+        thread.offer(AudioChunk(1000.0 + i, second))
+    # offer() never waited for the stuck thread (it would hang here otherwise)
+    snapshot = thread.snapshot()
+    assert snapshot["audioSkippedSeconds"] >= 6.0  # at most ~2 s queued + what the thread had taken
+    gate.set()
+    thread.close(10)
+    assert emitted and all(s.text == "slow words" for s in emitted)
+    assert emitted[0].start == pytest.approx(0.0, abs=0.05)  # session seconds from the origin
+    assert thread.snapshot()["audioSegments"] == len(emitted)
