@@ -14,7 +14,7 @@ RUN_ARGS ?=
 # missing and running as root; otherwise listed with the command to install them.
 APT_PACKAGES := ffmpeg stunnel4 openssl python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-rtsp \
-	chromium chromium-driver
+	chromium chromium-driver espeak-ng
 REQUIREMENTS := requirements-dev.txt layers/shared/requirements.txt containers/analyzer/requirements.txt \
 	requirements-build.txt pyproject.toml
 

@@ -86,6 +86,7 @@ TOOLS: dict[str, _Tool] = {
     "stunnel": _Tool(("stunnel4",), lambda: _stunnel_binary() is not None),
     "openssl": _Tool(("openssl",), lambda: shutil.which("openssl") is not None),
     "timeout": _Tool(("coreutils",), lambda: shutil.which("timeout") is not None),
+    "espeak-ng": _Tool(("espeak-ng",), lambda: shutil.which("espeak-ng") is not None),
     "gst-rtsp-server": _Tool(
         (
             "python3-gi",
@@ -102,7 +103,7 @@ _present: dict[str, bool] = {}
 
 def require_tools(*names: str) -> None:
     """Raise :class:`ToolMissing` naming the Debian packages to install for any missing tool in ``names``
-    (``ffmpeg``, ``stunnel``, ``openssl``, ``timeout``, ``gst-rtsp-server``). Results are cached."""
+    (``ffmpeg``, ``stunnel``, ``openssl``, ``timeout``, ``espeak-ng``, ``gst-rtsp-server``). Results are cached."""
     missing: list[str] = []
     packages: list[str] = []
     for name in names:

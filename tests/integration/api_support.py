@@ -53,6 +53,11 @@ def response_headers(raw: dict[str, Any]) -> dict[str, str]:
 _ROUTE_TEMPLATES = [
     (re.compile(r"^/v1/sessions/[^/]+/viewer-tokens/[^/]+$"), "/v1/sessions/{id}/viewer-tokens/{tokenId}"),
     (re.compile(r"^/v1/sessions/[^/]+/viewer-tokens$"), "/v1/sessions/{id}/viewer-tokens"),
+    (
+        re.compile(r"^/v1/sessions/[^/]+/audio/transcription-sentiment$"),
+        "/v1/sessions/{id}/audio/transcription-sentiment",
+    ),
+    (re.compile(r"^/v1/sessions/[^/]+/audio/transcript$"), "/v1/sessions/{id}/audio/transcript"),
     (re.compile(r"^/v1/sessions/[^/]+/emotions/timeline$"), "/v1/sessions/{id}/emotions/timeline"),
     (re.compile(r"^/v1/sessions/[^/]+/emotions$"), "/v1/sessions/{id}/emotions"),
     (re.compile(r"^/v1/sessions/[^/]+/stop$"), "/v1/sessions/{id}/stop"),

@@ -20,6 +20,7 @@ from api_support import (  # noqa: F401 - fixtures
     openapi_doc,
     state_machine,
 )
+from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.emotions import EMOTIONS, Bucket, EmotionStore
 
 
@@ -42,7 +43,7 @@ def test_create_returns_the_reference_session_object(api: Api) -> None:
     assert body["name"] == "Mobile World Congress Pitch"
     assert (body["type"], body["state"], body["version"]) == ("live_analysis", "active", 3)
     assert (body["user"], body["product"]) == ("alice", "standard")
-    assert body["config"] == {"removeMedia": True, "analysisFps": 5.0}
+    assert body["config"] == {"removeMedia": True, "analysisFps": 5.0, "audioAnalysis": True}
     assert body["sources"] == []
     assert body["meta"]["workerState"] == "pending"
     assert "streamUri" not in json.dumps(body) and "secret-key" not in json.dumps(body)
@@ -57,10 +58,10 @@ def test_create_with_config_and_product(api: Api) -> None:
         "/v1/sessions",
         product="pro",
         body={"name": "x", "streamUri": "rtsp://127.0.0.1/cam", "type": "live_analysis",
-              "config": {"removeMedia": False, "analysisFps": 2}},
+              "config": {"removeMedia": False, "analysisFps": 2, "audioAnalysis": False}},
     )
     assert resp.status == 201
-    assert resp.body["config"] == {"removeMedia": False, "analysisFps": 2.0}
+    assert resp.body["config"] == {"removeMedia": False, "analysisFps": 2.0, "audioAnalysis": False}
     assert resp.body["product"] == "pro"
 
 
@@ -89,6 +90,7 @@ def test_create_with_config_and_product(api: Api) -> None:
         ('{"name": "x", "streamUri": ""}', "body field 'streamUri' must not be empty"),
         ('{"name": "x", "streamUri": "rtmp://h/x", "type": "video"}', "body field 'type' must be 'live_analysis'"),
         ('{"name": "x", "streamUri": "rtmp://h/x", "config": {"analysisFps": 0}}', "config.analysisFps"),
+        ('{"name": "x", "streamUri": "rtmp://h/x", "config": {"audioAnalysis": "yes"}}', "config.audioAnalysis"),
         ('{"name": "x", "streamUri": "rtmp://h/x", "config": {"bogus": true}}', "config.bogus' is not allowed"),
         ('{"name": ["x"], "streamUri": {"a": 1}}', "body field 'streamUri' must be a valid string"),
     ],
@@ -254,6 +256,42 @@ def test_delete_removes_the_session_and_all_its_emotion_data(
     assert list(emotions.read(sid)) == []
     assert len(list(emotions.read(keep))) == 3  # other sessions untouched
     assert api.call("DELETE", f"/v1/sessions/{sid}").status == 404
+
+
+def test_audio_routes_serve_segments_apart_from_emotions_and_delete_removes_them(
+    api: Api, moto_server: Any, api_env: dict[str, str]
+) -> None:
+    emotions = store(moto_server, api_env)
+    client = boto3.session.Session().client("dynamodb", endpoint_url=moto_server.endpoint)
+    segments = SegmentStore(client, api_env["EMOTIONS_TABLE"])
+    sid = api.create().body["_id"]
+    emotions.write(sid, [Bucket(sec=s, faces={"a": {"happiness": [1, 0.9]}}, frames=1) for s in range(20)])
+    pos = {"positive": 0.6, "neutral": 0.4, "negative": 0.0, "compound": 0.8}
+    neg = {"positive": 0.0, "neutral": 0.5, "negative": 0.5, "compound": -0.7}
+    segments.write(sid, [Segment(2.5, 5.0, "what a lovely day", pos), Segment(8.0, 12.0, "this is awful", neg)])
+    # the emotion routes do not see the segments (their own key range)
+    assert len(list(emotions.read(sid))) == 20
+    assert api.call("GET", f"/v1/sessions/{sid}/emotions").body["emotions"]["happiness"] == 20
+    transcript = api.call("GET", f"/v1/sessions/{sid}/audio/transcript")
+    assert transcript.status == 200
+    assert [(s["start"], s["end"], s["text"], s["sentiment"]) for s in transcript.body["segments"]] == [
+        (2.5, 5.0, "what a lovely day", "positive"), (8.0, 12.0, "this is awful", "negative")]
+    later = api.call("GET", f"/v1/sessions/{sid}/audio/transcript", query={"start": "6"})
+    assert [s["text"] for s in later.body["segments"]] == ["this is awful"]
+    tl = api.call("GET", f"/v1/sessions/{sid}/audio/transcription-sentiment", query={"granularity": "5"})
+    assert tl.status == 200 and tl.body["session"] == sid
+    assert [(e["start"], e["end"], e["segments"], e["sentiments"]) for e in tl.body["timeline"]] == [
+        (0, 5, 1, {"positive": 1.0, "neutral": 0.0, "negative": 0.0}),
+        (5, 10, 1, {"positive": 0.0, "neutral": 0.0, "negative": 1.0}),
+        (10, 15, 1, {"positive": 0.0, "neutral": 0.0, "negative": 1.0}),
+    ]
+    bad = api.call("GET", f"/v1/sessions/{sid}/audio/transcription-sentiment", query={"granularity": "1"})
+    assert bad.status == 400
+    assert api.call("GET", f"/v1/sessions/{sid}/audio/transcript", query={"start": "9", "end": "3"}).status == 400
+    assert api.call("GET", f"/v1/sessions/{sid}/audio/transcript", user="mallory").status == 404
+    api.call("POST", f"/v1/sessions/{sid}/stop")
+    assert api.call("DELETE", f"/v1/sessions/{sid}").status == 204
+    assert list(segments.read(sid)) == [] and list(emotions.read(sid)) == []
 
 
 # ---------------------------------------------------------------------- list
@@ -540,7 +578,8 @@ def test_every_documented_status_is_produced_and_matches_the_document(
     assert api.call("DELETE", f"/v1/sessions/{done}", authorizer=viewer).status == 403
     api.call("GET", "/v1/sessions")
     api.call("GET", "/v1/sessions", query={"limit": "0"})
-    for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/emotions", f"/v1/sessions/{sid}/emotions/timeline"):
+    for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/emotions", f"/v1/sessions/{sid}/emotions/timeline",
+                 f"/v1/sessions/{sid}/audio/transcription-sentiment", f"/v1/sessions/{sid}/audio/transcript"):
         api.call("GET", path)
         api.call("GET", path.replace(sid, ghost))
         api.call("GET", path, query={"bogus": "1"})

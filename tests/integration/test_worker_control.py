@@ -94,6 +94,7 @@ class ScriptedIngest:
         self.then = then
         self.opens = 0
         self.blocked = threading.Event()
+        self.audio_sinks: list[Any] = []  # the audio sink the worker handed to each frames() call
 
     def open_stream(self, uri: str, timeout: tuple[float, float]) -> Container:
         assert isinstance(timeout, tuple)
@@ -110,7 +111,8 @@ class ScriptedIngest:
         seg = container.segment
         return [{"type": "video", "codec": "h264", "width": seg.width, "height": seg.height, "fps": seg.fps}]
 
-    def frames(self, container: Container, stop: threading.Event) -> Any:
+    def frames(self, container: Container, stop: threading.Event, audio: Any = None) -> Any:
+        self.audio_sinks.append(audio)
         seg = container.segment
         start = time.time()
         n = round(seg.seconds * seg.fps)
@@ -263,6 +265,7 @@ def start(tables: dict[str, str], dynamodb: Any, monkeypatch: pytest.MonkeyPatch
         created_ago: float = 0.0,
         fps: float = 5.0,
         stop_first: bool = False,
+        audio: bool | None = None,
     ) -> Run:
         repo = SessionRepository(dynamodb, tables["SESSIONS_TABLE"], tables["CONTROL_TABLE"])
         created_ms = int((time.time() - created_ago) * 1000)
@@ -271,7 +274,7 @@ def start(tables: dict[str, str], dynamodb: Any, monkeypatch: pytest.MonkeyPatch
             product="p",
             name="test",
             stream_uri=URI,
-            config={"removeMedia": True, "analysisFps": fps},
+            config={"removeMedia": True, "analysisFps": fps, **({} if audio is None else {"audioAnalysis": audio})},
             now_ms=created_ms,
             limits=Limits(max_active=10, max_active_per_user=10, retention_days=30),
         )
@@ -469,3 +472,21 @@ def test_a_stream_that_ended_is_not_reported_as_an_error(start: Any) -> None:
     assert run.wait() == 0
     meta = run.session()["meta"]
     assert meta["stopReason"] == "stream_ended" and "error" not in meta
+
+
+@pytest.mark.parametrize("audio", [None, True, False])
+def test_audio_analysis_follows_the_session_config(start: Any, audio: bool | None) -> None:
+    """On by default: the frame thread gets the audio thread's sink (the thread itself starts with the first
+    audio chunk, so this video-only stream costs nothing); ``audioAnalysis: false`` passes none."""
+    ingest = ScriptedIngest(Segment(60, end="block"))
+    run = start(ingest, audio=audio)
+    run.wait_for(lambda: len(run.buckets()) >= 1)
+    assert len(ingest.audio_sinks) == 1
+    if audio is False:
+        assert ingest.audio_sinks == [None]
+        assert not any(k.startswith("audio") for k in run.session()["meta"].get("stats", {}))
+    else:
+        assert callable(ingest.audio_sinks[0])
+        run.wait_for(lambda: "audioSeconds" in run.session()["meta"].get("stats", {}))
+        stats = run.session()["meta"]["stats"]
+        assert (stats["audioSeconds"], stats["audioSegments"], stats["audioSkippedSeconds"]) == (0, 0, 0)

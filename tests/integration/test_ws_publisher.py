@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from emotion_shared import emotions
+from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.emotions import Bucket, EmotionStore
 from emotion_shared.models import WorkerState
 from emotion_shared.sessions import Limits, SessionRepository
@@ -183,6 +184,27 @@ def test_worker_state_changes_and_heartbeats(world: Any) -> None:
     result = world.publisher.process(world.sessions_stream.read())
     assert (result.records, result.reads, result.events) == (2, 0, 0)
     assert len(world.management.posts["a"]) == 2
+
+
+def test_speech_segments_go_to_audio_subscribers_only(world: Any, dynamodb: Any, tables: dict[str, str]) -> None:
+    world.connect("a")
+    world.connect("b")
+    world.subscribe("a", "session_audio_sentiment", SID, "00000000000000c1")
+    world.subscribe("b", "session_emotions_counts", f"{SID}:1s", "00000000000000c2")
+    segments = SegmentStore(dynamodb, tables["EMOTIONS_TABLE"])
+    pos = {"positive": 0.6, "neutral": 0.4, "negative": 0.0, "compound": 0.8}
+    neg = {"positive": 0.0, "neutral": 0.3, "negative": 0.7, "compound": -0.9}
+    seg1, seg2 = Segment(1.25, 3.5, "what a great day", pos), Segment(4.0, 6.75, "I hate this", neg)
+    segments.write(SID, [seg1, seg2])
+    world.emotion_store.write(SID, [faces(0, random.Random(4))])
+    result = world.publisher.process(world.emotions_stream.read())
+    assert result.failures == [] and result.failed == 0
+    # one sas event per segment, stamped with its end, the transcript's view as data; no emotion event from it
+    assert world.management.posts["a"] == [
+        ["00000000000000c1", ORIGIN_MS + 3500, "sas", [seg1.view()]],
+        ["00000000000000c1", ORIGIN_MS + 6750, "sas", [seg2.view()]],
+    ]
+    assert [e[2] for e in world.management.posts["b"]] == ["sec"]
 
 
 def test_a_gone_connection_is_removed_and_never_breaks_the_others(world: Any) -> None:

@@ -140,6 +140,8 @@ def test_rest_api_has_the_request_authorizer_on_every_route(sam: dict[str, Any],
         ("POST", "/v1/sessions/{id}/viewer-tokens"),
         ("GET", "/v1/sessions/{id}/viewer-tokens"),
         ("DELETE", "/v1/sessions/{id}/viewer-tokens/{tokenId}"),
+        ("GET", "/v1/sessions/{id}/audio/transcription-sentiment"),
+        ("GET", "/v1/sessions/{id}/audio/transcript"),
     }
 
 

@@ -95,7 +95,7 @@ def test_worker_state_channel_takes_a_bare_session_id() -> None:
 
 
 def test_event_types() -> None:
-    assert [c.event_type for c in Channel] == ["sec", "sei", "sws"]
+    assert [c.event_type for c in Channel] == ["sec", "sei", "sws", "sas"]
 
 
 @pytest.mark.parametrize(

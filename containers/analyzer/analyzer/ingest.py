@@ -176,6 +176,51 @@ def chroma_of(frame: Any) -> tuple[np.ndarray, np.ndarray] | None:
     )
 
 
+# Audio handed to the speech analysis: 16 kHz mono float32 (analyzer.audio).
+AUDIO_RATE = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    wall: float  # wall-clock time (time.time()) of the first sample: the connection's first audio packet's
+    # arrival + the pts since then, so the audio keeps the stream's own clock (no arrival jitter)
+    samples: np.ndarray  # float32 [n], 16 kHz mono
+
+
+AudioSink = Callable[[AudioChunk], None]
+
+
+class _AudioDecoder:
+    """Decodes the audio packets of one connection (any codec, rate and layout) to 16 kHz mono chunks."""
+
+    def __init__(self, stream: Any, sink: AudioSink) -> None:
+        self._sink = sink
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self._time_base = float(stream.time_base) if stream.time_base else None
+        self._anchor: float | None = None  # wall clock - pts
+        self._next: float | None = None  # wall time after the last samples handed over
+        self.undecodable = 0  # packets the decoder rejected (counted, the stream goes on)
+
+    def packet(self, packet: Any) -> None:
+        try:
+            decoded = packet.decode()
+        except av.error.InvalidDataError:
+            self.undecodable += 1
+            return
+        for frame in decoded:
+            pts = frame.pts * self._time_base if (frame.pts is not None and self._time_base) else None
+            if self._anchor is None:
+                self._anchor = time.time() - (pts or 0.0)
+            wall = self._anchor + pts if pts is not None else (self._next or time.time())
+            for out in self._resampler.resample(frame):
+                samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                if samples.size:
+                    start = self._next if (self._next is not None and abs(self._next - wall) < 0.1) else wall
+                    self._sink(AudioChunk(start, samples))
+                    self._next = start + samples.size / AUDIO_RATE
+                    wall = self._next
+
+
 StopFlag = threading.Event | Callable[[], bool]
 
 
@@ -187,19 +232,27 @@ def _stopped(stop: StopFlag | None) -> bool:
     return bool(stop())
 
 
-def frames(container: Any, stop: StopFlag | None = None) -> Iterator[Frame]:
+def frames(container: Any, stop: StopFlag | None = None, audio: AudioSink | None = None) -> Iterator[Frame]:
     """Decoded video frames until ``stop`` or the stream ends (:class:`StreamEnded`).
 
     Slice-threaded decoding (frame threading would hold every frame back by one per extra thread: ~130 ms at
     15 fps on two cores), video packets only, resolution checked on every frame, ``stop`` checked between packets.
+    With ``audio``, the first audio track's packets are decoded too and handed to it as 16 kHz mono
+    :class:`AudioChunk` s (``audio`` must not block: the speech analysis has its own thread).
     """
     stream = container.streams.video[0]
     stream.thread_type = "SLICE"
     time_base = float(stream.time_base) if stream.time_base else None
+    audio_stream = container.streams.audio[0] if (audio is not None and container.streams.audio) else None
+    decoder = _AudioDecoder(audio_stream, audio) if (audio_stream is not None and audio is not None) else None
+    selected = (stream, audio_stream) if audio_stream is not None else (stream,)
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux(*selected):
             if _stopped(stop):
                 return
+            if decoder is not None and packet.stream.type == "audio":
+                decoder.packet(packet)
+                continue
             for frame in packet.decode():
                 check_resolution(frame.width, frame.height)
                 pts = frame.pts * time_base if (frame.pts is not None and time_base) else None

@@ -37,6 +37,7 @@ from typing import Any
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import BotoCoreError, ClientError
 from emotion_shared import aws
+from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.clock import now_ms
 from emotion_shared.config import ConfigError, Settings
 from emotion_shared.emotions import EmotionStore
@@ -44,6 +45,7 @@ from emotion_shared.models import SessionState, StopReason, WorkerState
 from emotion_shared.sessions import SessionRepository
 from emotion_shared.uri import UnsafeStreamHost, check_stream_host, redact_uri
 
+from .audio import AudioThread
 from .ingest import IngestError, ReconnectPolicy, connect_with_retry
 from .pipeline import DEFAULT_ANALYSIS_FPS, FrameAnalyzer, Pipeline, SecondResult
 from .settings import WorkerSettings
@@ -79,7 +81,10 @@ class Crashed:
     error: str
 
 
-Message = Connected | Dropped | StreamOver | Crashed | SecondResult
+Message = Connected | Dropped | StreamOver | Crashed | SecondResult | Segment
+
+# How long the end of a session waits for the speech analysis to finish the segment in progress.
+AUDIO_CLOSE_SECONDS = 10.0
 
 
 class Scrubber:
@@ -135,9 +140,11 @@ class StreamThread(threading.Thread):
         stop: threading.Event,
         scrub: Scrubber,
         ingest: Any,
+        audio: AudioThread | None = None,
     ) -> None:
         super().__init__(name="frames", daemon=True)
         self._ingest = ingest
+        self._audio = audio
         self._uri = uri
         self._settings = settings
         self._pipeline = pipeline
@@ -196,7 +203,9 @@ class StreamThread(threading.Thread):
                 self._outbox.put(Connected(sources))
                 first = False
                 try:
-                    for frame in ingest.frames(container, self._stop):
+                    # the audio track, when analysed, is decoded by this thread and analysed by its own
+                    extra = {"audio": self._audio.offer} if self._audio is not None else {}
+                    for frame in ingest.frames(container, self._stop, **extra):
                         self._pipeline.process(frame)
                         if self._pipeline.closed:
                             return None
@@ -251,6 +260,9 @@ class Worker:
         db = dynamodb if dynamodb is not None else aws.client("dynamodb")
         self.repo = SessionRepository(db, shared.sessions_table)
         self.store = EmotionStore(db, shared.emotions_table)
+        self.segments = SegmentStore(db, shared.emotions_table)
+        self._audio: AudioThread | None = None
+        self._segments_written = 0
         self._events_client = events
         self._analyzer = analyzer
         self.scrub = scrub or Scrubber()
@@ -303,8 +315,11 @@ class Worker:
             from . import ingest
 
             self._ingest = ingest
+        if config.get("audioAnalysis", True):
+            # started by the first audio chunk: a stream without audio costs nothing
+            self._audio = AudioThread(self._outbox.put, origin=created)
         StreamThread(
-            uri, self.settings, self._pipeline, self._outbox, self._frames_stop, self.scrub, self._ingest
+            uri, self.settings, self._pipeline, self._outbox, self._frames_stop, self.scrub, self._ingest, self._audio
         ).start()
         return self._control_loop(created)
 
@@ -317,6 +332,9 @@ class Worker:
             results = [m for m in messages if isinstance(m, SecondResult)]
             if results:
                 self._write(results)
+            segments = [m for m in messages if isinstance(m, Segment)]
+            if segments:
+                self._write_segments(segments)
             for message in messages:
                 if isinstance(message, Connected):
                     self.state = WorkerState.WORKING
@@ -369,6 +387,8 @@ class Worker:
         stats = None
         if self._pipeline is not None:
             stats = {"analysedFrames": self._pipeline.stats.analysed, "droppedFrames": self._pipeline.stats.dropped}
+            if self._audio is not None:
+                stats |= self._audio.snapshot()
         started = time.monotonic()
         while True:
             try:
@@ -391,6 +411,14 @@ class Worker:
         self._written += len(buckets)
         if retries:
             log.warning("emotion writes needed %d retries", retries)
+
+    def _write_segments(self, segments: list[Segment]) -> None:
+        """Write finished speech segments (the text is data: never logged); raises RetriesExhausted."""
+        ttl = self._item.get("ttl")
+        retries = self.segments.write(self.session_id, segments, ttl=int(ttl) if ttl is not None else None)
+        self._segments_written += len(segments)
+        if retries:
+            log.warning("speech segment writes needed %d retries", retries)
 
     def _announce(self) -> None:
         if self._announced or not self.shared.event_bus_name:
@@ -416,16 +444,19 @@ class Worker:
             log.error("SessionStarted event failed: %s", exc)
 
     # -------------------------------------------------------------------- end
-    def _drain_results(self) -> list[SecondResult]:
-        return [m for m in self._receive(0.0) if isinstance(m, SecondResult)]
-
     def _finish(self, reason: StopReason | None, *, error: str | None = None, flush: bool = True) -> int:
         """Orderly end. ``reason`` None: a user stop or SIGTERM (the session is ended by whoever asked)."""
         self._frames_stop.set()
         discard = reason is StopReason.RESOLUTION_EXCEEDED
         if self._pipeline is not None:
             self._pipeline.close(flush=flush and not discard)
-        pending = self._drain_results()
+        if self._audio is not None and not discard:
+            self._audio.close(AUDIO_CLOSE_SECONDS)  # the speech in progress becomes a last segment
+        messages = self._receive(0.0)
+        pending = [m for m in messages if isinstance(m, SecondResult)]
+        speech = [m for m in messages if isinstance(m, Segment)]
+        if speech and not discard:
+            self._write_segments(speech)
         if discard:
             # a stream above the limit gets no emotion data at all (also what an earlier segment left)
             removed = self.store.delete_session(self.session_id) if self._written else 0
@@ -446,6 +477,7 @@ class Worker:
                 "analysedFrames": self._pipeline.stats.analysed if self._pipeline else 0,
                 "droppedFrames": self._pipeline.stats.dropped if self._pipeline else 0,
                 "secondsWritten": self._written,
+                "speechSegmentsWritten": self._segments_written,
             },
         )
         return EXIT_OK

@@ -26,6 +26,8 @@ from .dynamo import batch_write, query_all, serialize
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 
 ROUND = 4
+# Emotion seconds are below this; the emotions table's higher sort keys hold the speech segments (audio.py).
+EMOTION_KEY_LIMIT = 10_000_000_000_000
 
 
 @dataclass
@@ -143,21 +145,15 @@ class EmotionStore:
         return batch_write(self._client, self._table, requests)
 
     def read(self, session_id: str, start: int | None = None, end: int | None = None) -> Iterator[Bucket]:
-        """Buckets with ``start <= sec < end``, in order."""
+        """Buckets with ``start <= sec < end``, in order. Keys from ``EMOTION_KEY_LIMIT`` up belong to other
+        kinds of session data (the speech segments of :mod:`emotion_shared.audio`) and are never read here."""
         names = {"#s": "sessionId", "#t": "sec", "#f": "faces", "#n": "frames"}
-        values: dict[str, Any] = {":s": {"S": session_id}}
-        condition = "#s = :s"
-        if start is not None and end is not None:
-            condition += " AND #t BETWEEN :a AND :b"
-            values |= {":a": {"N": str(start)}, ":b": {"N": str(end - 1)}}
-        elif start is not None:
-            condition += " AND #t >= :a"
-            values[":a"] = {"N": str(start)}
-        elif end is not None:
-            condition += " AND #t < :b"
-            values[":b"] = {"N": str(end)}
-        if start is not None and end is not None and end <= start:
+        lo = 0 if start is None else start
+        hi = EMOTION_KEY_LIMIT if end is None else min(end, EMOTION_KEY_LIMIT)
+        if hi <= lo:
             return iter(())
+        values: dict[str, Any] = {":s": {"S": session_id}, ":a": {"N": str(lo)}, ":b": {"N": str(hi - 1)}}
+        condition = "#s = :s AND #t BETWEEN :a AND :b"
         pages = self._client.get_paginator("query").paginate(
             TableName=self._table,
             KeyConditionExpression=condition,
@@ -169,7 +165,7 @@ class EmotionStore:
         return (Bucket.from_raw(item) for page in pages for item in page.get("Items", []))
 
     def delete_session(self, session_id: str) -> int:
-        """Delete every bucket of a session; returns how many."""
+        """Delete every item of a session (its emotion buckets and its speech segments); returns how many."""
         keys = [
             {"DeleteRequest": {"Key": {"sessionId": {"S": session_id}, "sec": {"N": str(item["sec"])}}}}
             for item in query_all(

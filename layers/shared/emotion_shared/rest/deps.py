@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 
 from .. import auth, aws
+from ..audio import SegmentStore
 from ..config import Settings, get_settings
 from ..emotions import EmotionStore
 from ..ratelimit import TokenBucketLimiter
@@ -43,6 +44,7 @@ def build(settings: Settings) -> Deps:
         starter=starter,
         observer=MetricsObserver(),
         viewers=ViewerTokens(dynamodb, control, settings.sessions_table),
+        segments=SegmentStore(dynamodb, settings.emotions_table),
     )
     return Deps(
         settings=settings,

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from ..access import Operation
 from ..auth import Principal
 from ..errors import InvalidRequest
-from ..models import CreateSessionRequest, CreateViewerTokensRequest, ListSessionsQuery, TimelineQuery
+from ..models import CreateSessionRequest, CreateViewerTokensRequest, ListSessionsQuery, TimelineQuery, TranscriptQuery
 from . import deps
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 
@@ -37,6 +37,8 @@ ROUTES: dict[str, dict[str, Operation]] = {
     "/v1/sessions/{id}/emotions/timeline": {"GET": Operation.READ},
     "/v1/sessions/{id}/viewer-tokens": {"GET": Operation.MANAGE_READ, "POST": Operation.WRITE},
     "/v1/sessions/{id}/viewer-tokens/{tokenId}": {"DELETE": Operation.WRITE},
+    "/v1/sessions/{id}/audio/transcription-sentiment": {"GET": Operation.READ},
+    "/v1/sessions/{id}/audio/transcript": {"GET": Operation.READ},
 }
 _ROUTE_RES = [
     (re.compile(re.sub(r"\\\{[A-Za-z]+\\\}", "([^/]+)", re.escape(path)) + "/*"), methods)
@@ -157,3 +159,15 @@ def revoke_viewer_token(session_id: str, token_id: str):
     _only_query(())
     deps.get().service.revoke_viewer_token(_principal(), session_id, token_id)
     return Response(status_code=204, content_type=None, body=None)
+
+
+@router.get("/v1/sessions/<session_id>/audio/transcription-sentiment")
+def get_audio_timeline(session_id: str, query: Annotated[TimelineQuery, Query()]):
+    _only_query(("granularity", "start", "end"))
+    return _json(deps.get().service.audio_timeline(_principal(), session_id, query))
+
+
+@router.get("/v1/sessions/<session_id>/audio/transcript")
+def get_transcript(session_id: str, query: Annotated[TranscriptQuery, Query()]):
+    _only_query(("start", "end"))
+    return _json(deps.get().service.transcript(_principal(), session_id, query))

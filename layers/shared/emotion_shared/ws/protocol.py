@@ -116,6 +116,7 @@ class Channel(StrEnum):
     EMOTION_COUNTS = "session_emotions_counts"
     EMOTION_INTENSITIES = "session_emotions_intensities"
     WORKER_STATE = "session_worker_state"
+    AUDIO_SENTIMENT = "session_audio_sentiment"
 
     @property
     def event_type(self) -> str:
@@ -123,13 +124,15 @@ class Channel(StrEnum):
 
     @property
     def periodic(self) -> bool:
-        return self is not Channel.WORKER_STATE
+        """The emotion channels: keyed ``sessionId:freq``, one event per period."""
+        return self in (Channel.EMOTION_COUNTS, Channel.EMOTION_INTENSITIES)
 
 
 _EVENT_TYPES = {
     Channel.EMOTION_COUNTS: "sec",
     Channel.EMOTION_INTENSITIES: "sei",
     Channel.WORKER_STATE: "sws",
+    Channel.AUDIO_SENTIMENT: "sas",
 }
 
 
@@ -168,7 +171,7 @@ def parse_target(body: dict[str, Any] | None) -> Target:
             f"unknown channel {channel_name!r}: one of {', '.join(c.value for c in Channel)}",
             code=ErrorCode.UNKNOWN_CHANNEL,
         ) from None
-    if channel is Channel.WORKER_STATE:
+    if not channel.periodic:
         if not is_session_id(key):
             raise NotFound(f"unknown key {key!r}: {channel.value} takes a session id")
         return Target(channel, key, key, None)

@@ -4,6 +4,8 @@
   whose period the bucket completes (:mod:`.periods`), compute the period's numbers once and push one event
   per subscriber. A ``1s`` period needs no read at all (the bucket is in the record); longer ones read the
   period's buckets once per batch.
+- Emotions table, ``INSERT``/``MODIFY`` of a speech segment (its own sort-key range, :mod:`..audio`): one ``sas``
+  event per ``session_audio_sentiment`` subscriber of that session, the segment in the record (no read).
 - Sessions table, ``MODIFY`` where ``meta.workerState`` changed: push ``sws`` to that session's subscribers.
   Heartbeats (``healthCheck`` only) cost one comparison and nothing else.
 
@@ -23,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..audio import Segment, is_segment_key
 from ..clock import now_ms
 from ..dynamo import deserialize
 from ..emotions import Bucket, EmotionStore
@@ -60,6 +63,12 @@ class PublishResult:
 class _EmotionGroup:
     first_sequence: str
     buckets: dict[int, Bucket] = field(default_factory=dict)
+
+
+@dataclass
+class _SpeechGroup:
+    first_sequence: str
+    segments: list[Segment] = field(default_factory=list)
 
 
 @dataclass
@@ -106,6 +115,7 @@ class Publisher:
         started = time.perf_counter()
         result = PublishResult()
         emotion_groups: dict[str, _EmotionGroup] = {}
+        speech: dict[str, _SpeechGroup] = {}
         state_changes: dict[str, list[_StateChange]] = {}
         for record in records:
             result.records += 1
@@ -115,6 +125,11 @@ class Publisher:
             sequence = str(data.get("SequenceNumber", ""))
             if table == self._emotions_table and name in ("INSERT", "MODIFY") and data.get("NewImage"):
                 item = deserialize(data["NewImage"])
+                if is_segment_key(item["sec"]):
+                    speech.setdefault(str(item["sessionId"]), _SpeechGroup(sequence)).segments.append(
+                        Segment.from_item(item)
+                    )
+                    continue
                 group = emotion_groups.setdefault(str(item["sessionId"]), _EmotionGroup(sequence))
                 bucket = Bucket.from_item(item)
                 group.buckets[bucket.sec] = bucket
@@ -127,6 +142,8 @@ class Publisher:
             self._guard(result, changes[0].sequence, self._publish_states, session_id, changes)
         for session_id, group in emotion_groups.items():
             self._guard(result, group.first_sequence, self._publish_emotions, session_id, group)
+        for session_id, speech_group in speech.items():
+            self._guard(result, speech_group.first_sequence, self._publish_speech, session_id, speech_group)
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         if result.events or result.failures:
             logger.info(
@@ -152,6 +169,20 @@ class Publisher:
         messages = [
             (s.connection_id, protocol.event(s.subscription_id, ts, "sws", change.state))
             for change in changes
+            for s in subscribers
+        ]
+        self._deliver(result, session_id, subscribers, messages)
+
+    # ------------------------------------------------------------------ speech segments
+    def _publish_speech(self, result: PublishResult, session_id: str, group: _SpeechGroup) -> None:
+        subscribers = [s for s in self._store.subscribers(session_id) if s.channel is Channel.AUDIO_SENTIMENT]
+        result.reads += 1
+        if not subscribers:
+            return
+        messages = [
+            (s.connection_id, protocol.event(s.subscription_id, s.origin_ms + round(seg.end * 1000),
+                                             Channel.AUDIO_SENTIMENT.event_type, seg.view()))
+            for seg in sorted(group.segments, key=lambda g: g.start)
             for s in subscribers
         ]
         self._deliver(result, session_id, subscribers, messages)
