@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .expressions import session
 from .vision import Box, Detection, FaceDetector, _iou, _weighted_nms, resize_luma
-from .vision import _session as _vision_session
 
 CENTERFACE_STRIDE = 32  # input sides must be multiples of this
 _CENTERFACE_OUTPUTS = ("heatmap", "scale", "offset", "landmarks")
@@ -46,17 +46,7 @@ CENTERFACE_REGION_OVERLAP = 0.12  # of the frame height: 130 px at 1080p
 
 
 def _session(model_path: Path | str, threads: int, *, mem_pattern: bool = True) -> ort.InferenceSession:
-    """vision's session settings; ``mem_pattern=False`` for models run at varying input sizes."""
-    if mem_pattern or threads < 1:
-        return _vision_session(model_path, threads)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.enable_mem_pattern = False
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    return session(model_path, threads, mem_pattern=mem_pattern)
 
 
 def _check_luma(luma: np.ndarray, what: str) -> None:

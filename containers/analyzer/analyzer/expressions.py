@@ -90,8 +90,9 @@ class ExpressionClassifier(Protocol):
     def classify(self, crops: np.ndarray) -> np.ndarray: ...
 
 
-def session(model_path: Path | str, threads: int) -> ort.InferenceSession:
-    """A CPU onnxruntime session: ``threads`` intra-op threads, no spinning (a small shared machine)."""
+def session(model_path: Path | str, threads: int, *, mem_pattern: bool = True) -> ort.InferenceSession:
+    """A CPU onnxruntime session: ``threads`` intra-op threads, no spinning (a small shared machine); every
+    model of the analyzer is opened this way. ``mem_pattern=False`` for models run at varying input sizes."""
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     opts = ort.SessionOptions()
@@ -100,6 +101,7 @@ def session(model_path: Path | str, threads: int) -> ort.InferenceSession:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.enable_mem_pattern = mem_pattern
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .tracker import FaceTracker, Track
+from .tracker import FaceTracker, Track, _iou
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,6 @@ class _Held:
     score: float
     keypoints: tuple[Point, ...] | None
     verified: float
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _same_face(kept: Box, other: Box) -> bool:

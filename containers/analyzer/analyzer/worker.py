@@ -81,7 +81,7 @@ class Crashed:
     error: str
 
 
-Message = Connected | Dropped | StreamOver | Crashed | SecondResult | Segment
+type Message = Connected | Dropped | StreamOver | Crashed | SecondResult | Segment
 
 # How long the end of a session waits for the speech analysis to finish the segment in progress.
 AUDIO_CLOSE_SECONDS = 10.0
