@@ -8,8 +8,9 @@ pipeline's :class:`~analyzer.pipeline.Load` (achieved analyses/s, lag, frames sk
 - returns the session's ``meta.stats`` and ``meta.degraded`` for the heartbeat to write;
 - logs one line when the session becomes degraded and one when it recovers (with the figures);
 - emits the metrics ``AnalysesPerSecond``, ``AnalysisLagP95``, ``SkippedFrames`` and ``Degraded`` (0/1) in
-  namespace ``EmotionStream`` as CloudWatch embedded metric format (Powertools Metrics) on stdout — the task's
-  log group turns them into metrics — every :data:`METRIC_INTERVAL_SECONDS` and on every change;
+  namespace ``EmotionStream`` (dimension ``service``; the session id as metadata) as CloudWatch embedded metric
+  format (Powertools Metrics) on stdout — the task's log group turns them into metrics — every
+  :data:`METRIC_INTERVAL_SECONDS` and on every change;
 - publishes ``SessionDegraded`` / ``SessionRecovered`` through the worker's event publisher, at most one per
   :data:`EVENT_INTERVAL_SECONDS`: a change within that time is published when it ends, if the state is still
   different from the last one published (a flap that came back is not announced).
@@ -50,12 +51,14 @@ class LoadReporter:
         pipeline: Pipeline,
         publish: Publish,
         *,
+        session_id: str,
         event_interval: float = EVENT_INTERVAL_SECONDS,
         metric_interval: float = METRIC_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pipeline = pipeline
         self._publish = publish
+        self._session_id = session_id
         self._event_interval = event_interval
         self._metric_interval = metric_interval
         self._clock = clock
@@ -101,6 +104,7 @@ class LoadReporter:
         metrics.add_metric(name="AnalysisLagP95", unit=MetricUnit.Seconds, value=load.lag_p95)
         metrics.add_metric(name="SkippedFrames", unit=MetricUnit.Count, value=load.skipped)
         metrics.add_metric(name="Degraded", unit=MetricUnit.Count, value=1 if load.degraded else 0)
+        metrics.add_metadata(key="session_id", value=self._session_id)  # like every log line; not a dimension
         metrics.flush_metrics()
         metrics.clear_metrics()  # flush keeps them when POWERTOOLS_METRICS_DISABLED is set
 

@@ -406,9 +406,10 @@ class Pipeline:
             current.bucket.received += 1 + skipped
             self.stats.received += 1 + skipped
             self.stats.skipped += skipped
-            if decision is Decision.CATCH_UP and current.bucket.frames == 0:
-                # never a second with frames but no analysis: the first owed frame of a second is analysed even
-                # when stale (the ingest keeps the lag bounded)
+            behind = decision is Decision.CATCH_UP or (decision is Decision.SKIP and self.gate.lag > self.gate.max_lag)
+            if behind and current.bucket.frames == 0:
+                # never a second with frames but no analysis: when behind, the first frame of a second is analysed
+                # even when stale or not due (the ingest keeps the lag bounded)
                 self.gate.settle()
                 decision = Decision.ANALYSE
             if decision is Decision.CATCH_UP:

@@ -31,6 +31,9 @@ class WorkerSettings(EnvSettings):
     # how long DynamoDB may keep failing the heartbeat before the worker gives up (worker_error)
     heartbeat_failure_seconds: float = Field(default=20.0, alias="HEARTBEAT_FAILURE_SECONDS", gt=0)
     model_threads: int = Field(default=1, alias="ANALYZER_THREADS", ge=1, le=16)
+    # at most one SessionDegraded/SessionRecovered event per this many seconds (a change within it is published
+    # when it is over, if it still holds)
+    load_event_interval: float = Field(default=60.0, alias="LOAD_EVENT_INTERVAL_SECONDS", ge=0, le=3600)
 
 
     def resolve_task_arn(self) -> str | None:

@@ -300,7 +300,9 @@ class Worker:
         fps = float(config.get("analysisFps") or DEFAULT_ANALYSIS_FPS)
         created = float(item["createdAtMs"]) / 1000.0
         self._pipeline = Pipeline(analyzer, self._outbox.put, origin=created, analysis_fps=fps)
-        self._load = LoadReporter(self._pipeline, self._publish)
+        self._load = LoadReporter(
+            self._pipeline, self._publish, session_id=self.session_id, event_interval=self.settings.load_event_interval
+        )
         if self._ingest is None:
             from . import ingest
 

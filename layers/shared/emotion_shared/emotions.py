@@ -41,6 +41,9 @@ class Bucket:
     frames: int = 0
     received: int = 0
 
+    def __post_init__(self) -> None:
+        self.received = max(self.received, self.frames)  # every analysed frame was received
+
     def observe(self, track: str, scores: Iterable[float]) -> str:
         """Add one observation of ``track`` with its probability per emotion; returns the dominant emotion."""
         probs = list(scores)
