@@ -8,7 +8,8 @@ H.264 clip of a real face at 6 Mb/s (`emotionctl.media.clips.make_face_clip`) an
 
 1. starts N live RTMP sources (`emotionctl.media.RtmpSource`, ffmpeg `-re`, looped), one session per source
    (``POST /v1/sessions``), and waits until every worker reports ``working`` and has analysed a first frame;
-2. measures ``--measure`` seconds: per session the analyses/s (from ``meta.stats.analysedFrames``), frames
+2. measures ``--measure`` seconds: per session the analyses/s (the analysed frames its emotion buckets hold for
+   the whole seconds of the window, divided by their number — a second with no bucket counts as 0), frames
    skipped (``meta.stats.skippedFrames``: received and not decoded, catching up), the lag p95 (samples of
    ``meta.stats.lagSeconds``, once a second), whether it reported itself degraded, the worker process's CPU
    (``/proc``), and the stack process's own CPU (the gateway, Lambda handlers, moto, stream poller — everything
@@ -104,6 +105,8 @@ class Session:
     cpu1: float = 0.0
     unanalysed_seconds: int = 0
     seconds: int = 0
+    analysed: int = 0  # frames analysed in the window's seconds (from the buckets)
+    window: int = 0  # seconds in the window
 
 
 def meta(stack: Stack, session_id: str) -> dict[str, Any]:
@@ -201,7 +204,7 @@ def one_round(stack: Stack, clip: Path, n: int, measure: float, fps: float, prof
                 wait_for(partial(stopped, stack, s.id), 120, f"session {s.id} to stop", interval=0.5)
                 if s.pid:  # the worker process is gone before the next round starts
                     wait_for(partial(exited, s.pid), 60, f"worker {s.pid} to exit", 0.2)
-    rates = [(delta(s, "analysedFrames") or 0.0) / elapsed for s in sessions]
+    rates = [s.analysed / s.window for s in sessions]
     skipped = [delta(s, "skippedFrames") for s in sessions]
     dropped = [delta(s, "droppedFrames") for s in sessions]
     lag95 = [percentile(s.lags, 95) for s in sessions if s.lags]
@@ -244,6 +247,8 @@ def buckets_read(stack: Stack, sessions: list[Session], origin: float, elapsed: 
             ConsistentRead=True,
         )["Items"]
         s.seconds = len(items)
+        s.window = hi - lo + 1
+        s.analysed = sum(int(item["frames"]["N"]) for item in items)
         s.unanalysed_seconds = sum(
             1 for item in items
             if int(item.get("received", item["frames"])["N"]) > 0 and int(item["frames"]["N"]) == 0
