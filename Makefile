@@ -9,17 +9,19 @@ PY := $(VENV)/bin/python
 STAMPS := .local/stamps
 PYTEST_ARGS ?=
 RUN_ARGS ?=
-# Debian packages the media tests need (real RTMP/RTSP/RTMPS sources): installed by `make setup` when
+# Debian packages the media tests need (real RTMP/RTSP/RTMPS sources) and the dashboard's browser test (headless
+# Chromium and its WebDriver): installed by `make setup` when
 # missing and running as root; otherwise listed with the command to install them.
 APT_PACKAGES := ffmpeg stunnel4 openssl python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-rtsp
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-rtsp \
+	chromium chromium-driver
 REQUIREMENTS := requirements-dev.txt layers/shared/requirements.txt containers/analyzer/requirements.txt \
 	requirements-build.txt pyproject.toml
 
-.PHONY: help setup run test test-slow lint bench clean distclean models apt evalset
+.PHONY: help setup run test test-slow lint bench clean distclean models apt evalset dashboard
 
 help:
-	@echo "make setup      virtualenv (Python $(PYTHON_VERSION)), dependencies, Debian packages, models"
+	@echo "make setup      virtualenv (Python $(PYTHON_VERSION)), dependencies, Debian packages, models, dashboard"
 	@echo "make run        setup, then start the local stack (prints the URL and a dev token)"
 	@echo "make test       setup, then the test suite without the slow tests"
 	@echo "make test-slow  the slow tests only"
@@ -27,7 +29,7 @@ help:
 	@echo "make bench      the benchmarks in bench/ (BENCH=api for one)"
 	@echo "make clean      remove caches and local state (keeps .venv and build/)"
 
-setup: $(STAMPS)/venv apt models evalset
+setup: $(STAMPS)/venv apt models evalset dashboard
 
 $(PY):
 	@py=""; \
@@ -80,6 +82,18 @@ $(EVALSET): $(STAMPS)/venv $(wildcard emotionctl/media/evalset/*.py) emotionctl/
 	$(VENV)/bin/emotionctl media evalset
 	@mkdir -p $(STAMPS) && touch $@
 
+# The web dashboard (dashboard/, served by the local stack at /): its npm packages exactly as locked, then the
+# esbuild bundle in build/dashboard (the build prints the page weight). Rebuilt when a source changes.
+NPM_STAMP := dashboard/node_modules/.package-lock.json
+DASHBOARD := build/dashboard/index.html
+dashboard: $(DASHBOARD)
+$(NPM_STAMP): dashboard/package.json dashboard/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: the dashboard needs Node.js >= 20.19 with npm" >&2; exit 1; }
+	cd dashboard && npm ci --no-fund --no-audit
+	@touch $@
+$(DASHBOARD): $(NPM_STAMP) dashboard/build.mjs $(shell find dashboard/src -type f 2>/dev/null)
+	cd dashboard && node build.mjs
+
 run: setup
 	$(VENV)/bin/emotionctl local up $(RUN_ARGS)
 
@@ -90,10 +104,11 @@ test: setup
 test-slow: setup
 	@rc=0; $(PY) -m pytest -m slow $(PYTEST_ARGS) || rc=$$?; echo $$rc > .local/pytest.rc; exit $$rc
 
-lint: $(STAMPS)/venv
+lint: $(STAMPS)/venv $(NPM_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy layers/shared/emotion_shared containers/analyzer/analyzer emotionctl
 	$(VENV)/bin/cfn-lint template.yaml
+	cd dashboard && npx --no-install eslint . && npx --no-install tsc --noEmit
 
 BENCH ?=
 bench: setup
@@ -105,4 +120,4 @@ clean:
 	@if [ -f .local/stack.json ]; then echo "a local stack may be running: kept .local/stack.json"; fi
 
 distclean: clean
-	rm -rf $(VENV) build .local .cache *.egg-info
+	rm -rf $(VENV) build .local .cache *.egg-info dashboard/node_modules

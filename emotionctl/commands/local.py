@@ -105,9 +105,11 @@ def _dev_token(started: Started, user: str) -> str:
 def _print_banner(started: Started, token: str | None, user: str) -> None:
     state = started.state
     url = state["endpoint"]
+    dashboard = state["components"].get("dashboard")
     lines = [
         "",
         "emotion-stream local stack is up",
+        *([f"  dashboard     {_dashboard_line(dashboard, token)}"] if dashboard is not None else []),
         f"  REST API      {url}/v1/sessions",
         f"  OpenAPI       {state['openapiUrl']}",
         f"  health        {state['healthUrl']}",
@@ -126,6 +128,14 @@ def _print_banner(started: Started, token: str | None, user: str) -> None:
     lines += ["", "Ctrl-C stops it.", ""]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def _dashboard_line(dashboard: dict[str, object], token: str | None) -> str:
+    """The dashboard's URL; with a dev token, a link that signs in directly (``#token=``, never sent to the server)."""
+    url = str(dashboard.get("url") or "")
+    if not dashboard.get("built", False):
+        return f"{url}   (not built: run make setup)"
+    return f"{url}#token={token}" if token else url
 
 
 def status_command(args: argparse.Namespace) -> int:

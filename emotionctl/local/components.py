@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .dashboard import DashboardSite
 from .fargate import FargateAgentComponent
 from .gateway.rest import RestGateway
 from .lambda_runtime import function_environment
@@ -203,6 +204,7 @@ def default_components() -> list[Component]:
         # -- HTTP routes (before the server starts)
         RestGateway(),
         WebSocketGateway(),
+        DashboardSite(),  # the web dashboard at / (needs the WebSocket gateway's URL)
         HttpServer(),
         # -- background workers (after the server is up)
         StreamPoller(),

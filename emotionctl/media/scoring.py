@@ -85,7 +85,9 @@ class DetectionScore:
     false_faces: int = 0  # detections matching no labelled face (in frames with faces)
     frames: int = 0
 
-    def add(self, truths: Sequence[Box], found: Sequence[Box], frame_height: int) -> None:
+    def add(self, truths: Sequence[Box], found: Sequence[Box], frame_height: int, ignored: Sequence[Box] = ()) -> None:
+        """One frame: the labelled faces that count, what was found, and faces that do not count either way
+        (e.g. profiles: outside the product's range, but not a false face when found)."""
         self.frames += 1
         pairs = match(truths, found)
         matched_t = {ti for ti, _ in pairs}
@@ -97,8 +99,8 @@ class DetectionScore:
             if ti in matched_t:
                 self.found[bucket] += 1
         # a detection of a face smaller than the smallest bucket is not false: it is just not scored
-        small = [t for t in truths if size_bucket(t, frame_height) is None]
-        matched_f = {fi for _, fi in pairs} | {fi for _, fi in match(small, found)}
+        uncounted = [t for t in truths if size_bucket(t, frame_height) is None] + list(ignored)
+        matched_f = {fi for _, fi in pairs} | {fi for _, fi in match(uncounted, found)}
         self.false_faces += sum(1 for fi in range(len(found)) if fi not in matched_f)
 
     def recall(self, bucket: str) -> float:
@@ -126,8 +128,12 @@ class FalseFaceScore:
         return 100.0 * self.faces / self.frames if self.frames else math.nan
 
 
-def id_switches(truth_ids: Iterable[Sequence[str]], truth_boxes: Iterable[Sequence[Box]],
-                found_ids: Iterable[Sequence[str]], found_boxes: Iterable[Sequence[Box]]) -> tuple[int, int]:
+def id_switches(
+    truth_ids: Iterable[Sequence[str]],
+    truth_boxes: Iterable[Sequence[Box]],
+    found_ids: Iterable[Sequence[str]],
+    found_boxes: Iterable[Sequence[Box]],
+) -> tuple[int, int]:
     """Identity switches over a sequence of frames: ``(switches, matched observations)``.
 
     A switch is counted when a labelled identity, matched in a frame, carries another track id than the one it

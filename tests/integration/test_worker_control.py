@@ -137,6 +137,7 @@ class _Frame:
     width: int
     height: int
     luma: np.ndarray
+    chroma: tuple[np.ndarray, np.ndarray] | None = None
 
 
 # ---------------------------------------------------------------------------------------- fake models
@@ -158,14 +159,15 @@ class _Detector:
 
 
 class _Classifier:
+    name = "fake"
+    size = 64
+    colour = "gray"
+    crop_scale = 1.25
+
     def classify(self, crops: np.ndarray) -> np.ndarray:
         out = np.full((len(crops), 7), 0.02, np.float32)
         out[:, EMOTIONS.index("happiness")] = 0.88
         return out
-
-
-def _crop(luma: np.ndarray, boxes: Any, scale: float, size: int) -> np.ndarray:
-    return np.zeros((len(boxes), size, size), np.uint8)
 
 
 # ------------------------------------------------------------------------------------------- clients
@@ -291,7 +293,7 @@ def start(tables: dict[str, str], dynamodb: Any, monkeypatch: pytest.MonkeyPatch
         if db is not None:
             db._inner = dynamodb
         events = RecordingEvents()
-        analyzer = FrameAnalyzer(FaceFinder(detector or _Detector(), min_face=0.0), _Classifier(), _crop)
+        analyzer = FrameAnalyzer(FaceFinder(detector or _Detector(), min_face=0.0), _Classifier())
         worker = Worker(settings, shared, dynamodb=recording, events=events, analyzer=analyzer, ingest=ingest)
         result: dict[str, Any] = {}
         thread = threading.Thread(target=lambda: result.setdefault("code", worker.run()), daemon=True)

