@@ -27,24 +27,63 @@ Run against an older commit, a stack whose workers do not report ``lagSeconds``/
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import Stack, local_stack, percentile, wait_for
+from flow import PARAMS, USER, Stack, local_stack, percentile, wait_for
 
+REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
 TARGETS = {4: 4.8, 8: 2.5, 12: 1.0}  # analyses/s every session must reach (issue 9)
 LAG_TARGET = 2.0  # lag p95 at N = 12
+
+
+@contextmanager
+def stack_from(checkout: Path, workdir: Path) -> Iterator[Stack]:
+    """`emotionctl local up` (and its workers) running another checkout's code, e.g. the commit before a change
+    (``git worktree add --detach DIR COMMIT``), with this checkout's Python environment and models."""
+    paths = os.pathsep.join(str(checkout / p) for p in ("", "containers/analyzer", "layers/shared"))
+    env = {**os.environ, "PYTHONPATH": paths, "EMOTION_MODELS_DIR": str(REPO / "build" / "models")}
+    state_dir = workdir / "stack"
+    args = [sys.executable, "-m", "emotionctl", "local", "up", "--port", "0", "--state-dir", str(state_dir),
+            "--lifetime", "3600", "--no-dev-token", "--task-env", f"PYTHONPATH={paths}"]
+    for param in PARAMS:
+        args += ["--param", param]
+    with (workdir / "stack.log").open("wb") as log:
+        process = subprocess.Popen(args, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            state_file = state_dir / "stack.json"
+            wait_for(lambda: state_file.exists() or process.poll() is not None, 120, "the local stack", 0.2)
+            if process.poll() is not None:
+                raise RuntimeError(f"the local stack did not start; see {workdir / 'stack.log'}")
+            state = json.loads(state_file.read_text())
+            token = subprocess.run(
+                [sys.executable, "-m", "emotionctl", "token", "create", "--user", USER, "--stack-file",
+                 str(state_file)], cwd=checkout, env=env, capture_output=True, text=True, check=True, timeout=60,
+            ).stdout.strip()
+            yield Stack(process, state, token)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
 
 
 def make_clip() -> Path:
@@ -249,10 +288,9 @@ def buckets_read(stack: Stack, sessions: list[Session], origin: float, elapsed: 
         s.seconds = len(items)
         s.window = hi - lo + 1
         s.analysed = sum(int(item["frames"]["N"]) for item in items)
-        s.unanalysed_seconds = sum(
-            1 for item in items
-            if int(item.get("received", item["frames"])["N"]) > 0 and int(item["frames"]["N"]) == 0
-        )
+        # a bucket exists only for a second in which frames arrived (older workers wrote one for dropped frames
+        # too, without ``received``): frames == 0 is a second with frames and no analysis
+        s.unanalysed_seconds = sum(1 for item in items if int(item["frames"]["N"]) == 0)
 
 
 def fmt(value: float | None, spec: str = ".2f") -> str:
@@ -264,6 +302,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[4, 8, 12])
     parser.add_argument("--measure", type=float, default=30.0, help="seconds measured per N")
     parser.add_argument("--fps", type=float, default=5.0, help="analysisFps of every session")
+    parser.add_argument("--stack-from", type=Path, metavar="CHECKOUT",
+                        help="run the stack and workers from another checkout (the 'before' of a change)")
     parser.add_argument("--profile", type=int, metavar="N", help="profile the stack process with py-spy at this N")
     parser.add_argument("--profile-out", type=Path, default=Path("stack-profile.txt"),
                         help="where py-spy writes (collapsed stacks)")
@@ -274,7 +314,9 @@ def main() -> int:
               f"{'dropped':>7} | {'lag p95 max':>11} | {'degraded':>8} | {'worker CPU':>10} | {'stack CPU':>9} | "
               f"{'s without analysis':>18}")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp, local_stack(Path(tmp)) as stack:
+    with ExitStack() as context:
+        tmp = Path(context.enter_context(tempfile.TemporaryDirectory(prefix="bench-concurrency-")))
+        stack = context.enter_context(stack_from(args.stack_from, tmp) if args.stack_from else local_stack(tmp))
         for n in args.sessions:
             profile = args.profile_out if args.profile == n else None
             row = one_round(stack, clip, n, args.measure, args.fps, profile)
