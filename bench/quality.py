@@ -278,7 +278,7 @@ def expression_accuracy(ev: Any, model_dir: Path | None) -> None:
         ("ensemble of all three", "ensemble", True),
     ]
     default = expressions.DEFAULT_CLASSIFIER
-    print(f"{'classifier':<40}{'accuracy':>9}  " + " ".join(f"{e[:5]:>6}" for e in EMOTIONS))
+    print(f"{"classifier":<48}{'accuracy':>9}  " + " ".join(f"{e[:5]:>6}" for e in EMOTIONS))
     shown: dict[str, ConfusionMatrix] = {}
     for label, name, aligned in variants:
         classifier = expressions.load_classifier(name, model_dir, 1)
@@ -290,7 +290,7 @@ def expression_accuracy(ev: Any, model_dir: Path | None) -> None:
             matrix.add(s.label, EMOTIONS[int(np.argmax(probs[0]))])
         marker = " (default)" if name == default else ""
         recalls = " ".join(f"{_pct(matrix.recall(e)):>6}" for e in EMOTIONS)
-        print(f"{label + marker:<40}{matrix.accuracy:>9.1%}  {recalls}")
+        print(f"{label + marker:<48}{matrix.accuracy:>9.1%}  {recalls}")
         if label.startswith("old") or name == default:
             shown[label + marker] = matrix
     for label, matrix in shown.items():
@@ -304,6 +304,7 @@ def _load_bench_module(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

@@ -88,9 +88,14 @@ def up_command(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
-def _dev_token(started: Started, user: str) -> str:
+# The dev token `make run` prints stops working after this (mint others with `emotionctl token create`).
+DEV_TOKEN_SECONDS = 24 * 3600
+
+
+def _dev_token(started: Started, user: str) -> tuple[str, int]:
     import boto3
     from emotion_shared.auth import create_token
+    from emotion_shared.clock import now_ms
 
     stack = started.stack
     env = stack.aws_env()
@@ -99,13 +104,18 @@ def _dev_token(started: Started, user: str) -> str:
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=stack.region,
     ).client("dynamodb", endpoint_url=stack.aws_endpoint)
-    return create_token(client, stack.refs["ControlTable"], user)
+    expires_ms = now_ms() + DEV_TOKEN_SECONDS * 1000
+    return create_token(client, stack.refs["ControlTable"], user, expires_ms=expires_ms, name="dev"), expires_ms
 
 
-def _print_banner(started: Started, token: str | None, user: str) -> None:
+def _print_banner(started: Started, dev_token: tuple[str, int] | None, user: str) -> None:
+    from emotion_shared.auth import describe_expiry
+    from emotion_shared.clock import now_ms
+
     state = started.state
     url = state["endpoint"]
     dashboard = state["components"].get("dashboard")
+    token = dev_token[0] if dev_token else None
     lines = [
         "",
         "emotion-stream local stack is up",
@@ -116,9 +126,10 @@ def _print_banner(started: Started, token: str | None, user: str) -> None:
         f"  embedded AWS  {state['aws']['endpoint']}  (moto; AWS_ENDPOINT_URL for boto3/aws cli)",
         f"  state file    {started.stack.state_file}",
     ]
-    if token:
+    if dev_token:
+        token, expires_ms = dev_token
         lines += [
-            f"  dev token     {token}   (user {user!r})",
+            f"  dev token     {token}   (user {user!r}, expires {describe_expiry(expires_ms, now_ms())})",
             "",
             "Try:",
             f"  export TOKEN={token}",

@@ -51,6 +51,8 @@ def response_headers(raw: dict[str, Any]) -> dict[str, str]:
 
 
 _ROUTE_TEMPLATES = [
+    (re.compile(r"^/v1/sessions/[^/]+/viewer-tokens/[^/]+$"), "/v1/sessions/{id}/viewer-tokens/{tokenId}"),
+    (re.compile(r"^/v1/sessions/[^/]+/viewer-tokens$"), "/v1/sessions/{id}/viewer-tokens"),
     (re.compile(r"^/v1/sessions/[^/]+/emotions/timeline$"), "/v1/sessions/{id}/emotions/timeline"),
     (re.compile(r"^/v1/sessions/[^/]+/emotions$"), "/v1/sessions/{id}/emotions"),
     (re.compile(r"^/v1/sessions/[^/]+/stop$"), "/v1/sessions/{id}/stop"),
@@ -73,6 +75,7 @@ def make_event(
     *,
     user: str | None = "alice",
     product: str = "standard",
+    authorizer: dict[str, str] | None = None,
     body: Any = None,
     raw_body: str | None = None,
     query: dict[str, str] | None = None,
@@ -89,8 +92,10 @@ def make_event(
     event["requestContext"]["resourcePath"] = resource
     event["requestContext"]["path"] = "/prod" + path
     event["requestContext"]["requestId"] = str(uuid.uuid4())
-    match = re.match(r"^/v1/sessions/([^/]+)", path)
-    event["pathParameters"] = {"id": match.group(1)} if match else None
+    match = re.match(r"^/v1/sessions/([^/]+)(?:/viewer-tokens/([^/]+))?", path)
+    event["pathParameters"] = (
+        ({"id": match.group(1)} | ({"tokenId": match.group(2)} if match.group(2) else {})) if match else None
+    )
     hdrs = dict(event["headers"])
     if body is not None or raw_body is not None:
         hdrs["Content-Type"] = "application/json"
@@ -104,7 +109,10 @@ def make_event(
         event["queryStringParameters"] = query or None
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
     event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-    if user is None:
+    if authorizer is not None:  # a context as the authorizer returns it (e.g. a viewer token's)
+        event["requestContext"]["authorizer"] = {**authorizer, "principalId": authorizer["user"],
+                                                 "integrationLatency": 3}
+    elif user is None:
         event["requestContext"].pop("authorizer", None)
     else:
         event["requestContext"]["authorizer"] = {
@@ -168,7 +176,8 @@ def check_against_openapi(method: str, path: str, resp: Resp) -> None:
     resource = resource_of(path)
     if resource not in doc["paths"] or method.lower() not in doc["paths"][resource]:
         # Unknown route or method: the generic error shape still applies.
-        schema = doc["components"]["schemas"]["Error"]
+        problem = (resp.header("Content-Type") or "").startswith("application/problem+json")
+        schema = doc["components"]["schemas"]["Problem" if problem else "Error"]
         validate_schema(schema, resp.body)
         return
     operation = doc["paths"][resource][method.lower()]
@@ -178,7 +187,9 @@ def check_against_openapi(method: str, path: str, resp: Resp) -> None:
     spec = _resolve(spec)
     content = spec.get("content")
     if content:
-        schema = content["application/json"]["schema"]
+        media_type = (resp.header("Content-Type") or "application/json").split(";")[0].strip()
+        assert media_type in content, f"{method} {resource} {resp.status} answered {media_type}, not documented"
+        schema = content[media_type]["schema"]
         validate_schema(schema, resp.body)
     else:
         assert resp.body is None, f"{method} {resource} {resp.status} should have no body"

@@ -85,7 +85,8 @@ def test_a_bug_is_a_logged_500_with_the_reference_body(
     monkeypatch.setattr(SessionService, "list", broken)
     resp = invoke(make_event("GET", "/v1/sessions"))
     assert resp.status == 500
-    assert resp.body == {"error": True, "status": 500, "message": "internal error; the request was not completed"}
+    assert resp.body == {"error": True, "status": 500, "message": "internal error; the request was not completed",
+                         "code": "internal_error"}
     assert resp.header("RateLimit-Limit") is not None
     (logged,) = [r for r in records(log_stream) if r["message"] == "unhandled error"]
     assert logged["level"] == "ERROR" and "KeyError" in logged["exception"]

@@ -126,7 +126,7 @@ def test_ids_the_path_pattern_refuses_are_404_not_405(api: Api, session_id: str,
     # found by schemathesis: ids with characters outside Powertools' path pattern were answered 405 "use GET"
     resp = api.call(method, f"/v1/sessions/{session_id}{suffix}")
     assert resp.status == 404, resp.body
-    assert resp.body == {"error": True, "status": 404, "message": resp.body["message"]}
+    assert resp.body == {"error": True, "status": 404, "message": resp.body["message"], "code": "session_not_found"}
     assert "not found" in resp.body["message"]
 
 
@@ -430,7 +430,7 @@ def test_unknown_routes_and_methods(api: Api) -> None:
     sid = api.create().body["_id"]
     for method, path in [("GET", "/v2/sessions"), ("GET", "/"), ("POST", "/v1/sessions/x/y/z")]:
         resp = api.call(method, path)
-        assert resp.status == 404 and resp.body["status"] == 404
+        assert resp.status == 404 and resp.body["status"] == 404 and resp.body["code"] == "route_not_found"
     for method, path, allow in [
         ("PUT", "/v1/sessions", "GET, POST"),
         ("PATCH", f"/v1/sessions/{sid}", "DELETE, GET"),
@@ -439,14 +439,15 @@ def test_unknown_routes_and_methods(api: Api) -> None:
     ]:
         resp = api.call(method, path)
         assert resp.status == 405 and resp.header("Allow") == allow, resp
-        assert resp.body == {"error": True, "status": 405, "message": resp.body["message"]}
+        assert resp.body == {"error": True, "status": 405, "message": resp.body["message"],
+                             "code": "method_not_allowed"}
     assert api.call("GET", "/v1/sessions/").status == 200  # a trailing slash is the same route
 
 
 def test_no_identity_is_401_without_rate_limit_headers(api: Api) -> None:
     resp = invoke(make_event("GET", "/v1/sessions", user=None))
     assert resp.status == 401
-    assert resp.body == {"error": True, "status": 401, "message": resp.body["message"]}
+    assert resp.body == {"error": True, "status": 401, "message": resp.body["message"], "code": "unauthorized"}
     assert resp.header("RateLimit-Limit") is None
 
 
@@ -491,6 +492,9 @@ def test_the_events_folder_runs_through_the_handler(api: Api, state_machine: str
         ("get_session", 200),
         ("get_emotions", 200),
         ("get_timeline", 200),
+        ("create_viewer_tokens", 201),
+        ("list_viewer_tokens", 200),
+        ("stop_session_as_viewer", 403),  # a viewer token's context: writes are forbidden (problem+json)
         ("delete_session", 400),  # still active
         ("stop_session", 200),
         ("stop_session", 400),
@@ -502,6 +506,9 @@ def test_the_events_folder_runs_through_the_handler(api: Api, state_machine: str
         assert resp.status == status, (name, resp.body)
     listed = run("list_sessions")
     assert listed.status == 200
+    forbidden = run("stop_session_as_viewer")
+    assert forbidden.header("Content-Type") == "application/problem+json" and forbidden.body["code"] in (
+        "forbidden", "session_not_found")
 
 
 def test_every_documented_status_is_produced_and_matches_the_document(
@@ -512,6 +519,26 @@ def test_every_documented_status_is_produced_and_matches_the_document(
     sid = api.create().body["_id"]
     done = stopped_session(api)
     ghost = "0" * 24
+    # viewer tokens, and what a viewer token may not do (403 writes, 404 the list)
+    minted = api.call("POST", f"/v1/sessions/{done}/viewer-tokens", body={"count": 1, "expiresIn": 600})
+    assert minted.status == 201
+    tid = minted.body["tokens"][0]["tokenId"]
+    viewer = {"user": "alice", "product": "standard", "scope": "viewer", "sessionId": done, "tokenId": tid}
+    assert api.call("POST", f"/v1/sessions/{done}/viewer-tokens", body={"count": 0}).status == 400
+    assert api.call("POST", f"/v1/sessions/{ghost}/viewer-tokens", body={}).status == 404
+    assert api.call("POST", f"/v1/sessions/{done}/viewer-tokens", body={}, authorizer=viewer).status == 403
+    assert api.call("GET", f"/v1/sessions/{done}/viewer-tokens").status == 200
+    assert api.call("GET", f"/v1/sessions/{done}/viewer-tokens", query={"x": "1"}).status == 400
+    assert api.call("GET", f"/v1/sessions/{ghost}/viewer-tokens").status == 404
+    assert api.call("DELETE", f"/v1/sessions/{done}/viewer-tokens/{tid}", authorizer=viewer).status == 403
+    assert api.call("DELETE", f"/v1/sessions/{done}/viewer-tokens/{tid}", query={"x": "1"}).status == 400
+    assert api.call("GET", f"/v1/sessions/{done}", authorizer=viewer).status == 200
+    assert api.call("DELETE", f"/v1/sessions/{done}/viewer-tokens/{tid}").status == 204
+    assert api.call("DELETE", f"/v1/sessions/{done}/viewer-tokens/{tid}").status == 404
+    assert api.call("GET", "/v1/sessions", authorizer=viewer).status == 404
+    assert api.create(authorizer=viewer).status == 403
+    assert api.call("POST", f"/v1/sessions/{done}/stop", authorizer=viewer).status == 403
+    assert api.call("DELETE", f"/v1/sessions/{done}", authorizer=viewer).status == 403
     api.call("GET", "/v1/sessions")
     api.call("GET", "/v1/sessions", query={"limit": "0"})
     for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/emotions", f"/v1/sessions/{sid}/emotions/timeline"):

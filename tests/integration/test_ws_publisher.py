@@ -81,7 +81,7 @@ def world(moto_server: Any, dynamodb: Any, tables: dict[str, str]) -> Any:
 
         def connect(self, cid: str, user: str = "alice") -> Any:
             self.store.open(cid, "127.0.0.1", 1)
-            self.store.authenticate(cid, user, "standard", 1)
+            self.store.authenticate(cid, user, "standard", 1, "h" * 64)
             return self.store.get(cid)
 
         def subscribe(self, cid: str, channel: str, key: str, sub: str) -> None:

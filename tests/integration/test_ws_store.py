@@ -26,7 +26,7 @@ def target(i: int, session: str = SID) -> Target:
 
 def opened(store: ConnectionStore, cid: str, user: str = "alice", now: int = 1000) -> Any:
     store.open(cid, "127.0.0.1", now)
-    store.authenticate(cid, user, "standard", now)
+    store.authenticate(cid, user, "standard", now, "h" * 64)
     connection = store.get(cid)
     assert connection is not None
     return connection
@@ -47,7 +47,7 @@ def test_connection_lifecycle(store: ConnectionStore) -> None:
     touched = store.touch("c1", 4000)
     assert touched is not None and touched.last_seen_ms == 4000
     # When it authenticates
-    store.authenticate("c1", "alice", "standard", 4000)
+    store.authenticate("c1", "alice", "standard", 4000, "h" * 64)
     connection = store.get("c1")
     assert connection is not None and (connection.user, connection.product) == ("alice", "standard")
     # Then removing it returns what it was, and it is gone
@@ -57,7 +57,7 @@ def test_connection_lifecycle(store: ConnectionStore) -> None:
     assert store.touch("c1", 5000) is None
     assert store.remove("c1") is None
     with pytest.raises(ConnectionGone):
-        store.authenticate("c1", "alice", "standard", 5000)
+        store.authenticate("c1", "alice", "standard", 5000, "h" * 64)
 
 
 def test_subscriptions_are_indexed_by_session_for_the_publisher(store: ConnectionStore) -> None:

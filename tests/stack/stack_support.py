@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from emotion_shared.errors import ErrorCode
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0  # a cold import of everything on a busy 2-core machine
@@ -126,4 +127,5 @@ def assert_reference_error(response: requests.Response, status: int) -> dict[str
     assert body.get("error") is True, body
     assert body.get("status") == status, body
     assert isinstance(body.get("message"), str) and body["message"], body
+    assert body.get("code") in {code.value for code in ErrorCode}, body  # the machine-readable code
     return body

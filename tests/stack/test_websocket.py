@@ -17,6 +17,7 @@ import boto3
 import pytest
 from emotion_shared import emotions
 from emotion_shared.emotions import Bucket
+from emotion_shared.errors import ErrorCode
 from stack_support import StackProcess, start_stack
 from websocket_support import (
     Client,
@@ -56,6 +57,7 @@ def _error(reply: dict[str, Any], status: int, path: str) -> str:
     body = reply["body"]
     assert body["error"] is True and body["status"] == status
     assert isinstance(body["message"], str) and body["message"]
+    assert ErrorCode(body["code"])  # every WebSocket error carries a code
     return str(body["message"])
 
 

@@ -17,10 +17,25 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from botocore.exceptions import ClientError, EndpointConnectionError
 from emotion_shared import auth
-from emotion_shared.errors import CapacityExceeded, InvalidRequest, InvalidState, NotFound, RateLimited
+from emotion_shared.errors import (
+    CapacityExceeded,
+    Conflict,
+    ErrorCode,
+    Forbidden,
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    RateLimited,
+)
 from emotion_shared.ratelimit import TokenBucketLimiter
 from emotion_shared.rest.api import principal_from_event
-from emotion_shared.rest.errors import MethodNotAllowed, api_error, proxy_response, validation_message
+from emotion_shared.rest.errors import (
+    MethodNotAllowed,
+    api_error,
+    proxy_response,
+    validation_message,
+    wants_problem_json,
+)
 from emotion_shared.rest.routes import ROUTES, allowed_methods
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,28 +43,95 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------- error mapping
 @pytest.mark.parametrize(
-    ("exc", "status"),
+    ("exc", "status", "code"),
     [
-        (InvalidRequest("x"), 400),
-        (InvalidState("x"), 400),
-        (NotFound("x"), 404),
-        (CapacityExceeded("x"), 503),
-        (RateLimited("x", 7), 429),
-        (IdempotencyValidationError("x"), 400),
-        (IdempotencyAlreadyInProgressError("x"), 409),
-        (NotFoundError(), 404),
-        (MethodNotAllowed("PUT", "/v1/sessions", ["GET", "POST"]), 405),
-        (ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "Query"), 503),
-        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), 503),
-        (ClientError({"Error": {"Code": "ValidationException", "Message": "bug"}}, "Query"), 500),
-        (KeyError("bug"), 500),
+        (InvalidRequest("x"), 400, "validation_failed"),
+        (InvalidRequest("x", code=ErrorCode.INVALID_STREAM_URI), 400, "invalid_stream_uri"),
+        (InvalidState("x"), 400, "session_not_active"),
+        (InvalidState("x", code=ErrorCode.SESSION_ACTIVE), 400, "session_active"),
+        (Forbidden("x"), 403, "forbidden"),
+        (NotFound("x"), 404, "session_not_found"),
+        (Conflict("x"), 409, "viewer_token_limit"),
+        (CapacityExceeded("x"), 503, "capacity_exhausted"),
+        (RateLimited("x", 7), 429, "rate_limited"),
+        (IdempotencyValidationError("x"), 400, "idempotency_key_reused"),
+        (IdempotencyAlreadyInProgressError("x"), 409, "idempotency_in_progress"),
+        (NotFoundError(), 404, "route_not_found"),
+        (MethodNotAllowed("PUT", "/v1/sessions", ["GET", "POST"]), 405, "method_not_allowed"),
+        (ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "Query"), 503,
+         "service_unavailable"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), 503, "service_unavailable"),
+        (ClientError({"Error": {"Code": "ValidationException", "Message": "bug"}}, "Query"), 500, "internal_error"),
+        (KeyError("bug"), 500, "internal_error"),
     ],
 )
-def test_every_exception_has_one_answer(exc: Exception, status: int) -> None:
+def test_every_exception_has_one_answer(exc: Exception, status: int, code: str) -> None:
     error = api_error(exc)
     assert error.status == status
-    assert error.body() == {"error": True, "status": status, "message": error.message}
+    assert error.body() == {"error": True, "status": status, "message": error.message, "code": code}
     assert error.message
+    problem = error.problem("/v1/sessions/x")
+    assert problem == {"type": f"urn:emotion-stream:error:{code}", "title": problem["title"], "status": status,
+                       "detail": error.message, "instance": "/v1/sessions/x", "code": code}
+    assert problem["title"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "problem"),
+    [
+        (None, False),
+        ("", False),
+        ("*/*", False),
+        ("application/*", False),
+        ("application/json", False),
+        ("text/html", False),
+        ("application/problem+json", True),
+        ("application/problem+json, application/json;q=0.9", True),
+        ("application/json;q=0.1, application/problem+json", True),
+        ("application/problem+json;q=0.5, application/json", False),
+        ("application/problem+json;q=0", False),
+        ("application/problem+json;q=0.8, */*;q=0.1", True),
+        ("not a media type;;", False),
+    ],
+)
+def test_problem_json_is_negotiated_with_q_values(accept: str | None, problem: bool) -> None:
+    assert wants_problem_json(accept) is problem
+    content_type, body = api_error(NotFound("gone")).render(accept, "/v1/sessions/x")
+    assert content_type == ("application/problem+json" if problem else "application/json")
+    assert ("type" in json.loads(body)) is problem
+
+
+def test_error_codes_match_the_openapi_document() -> None:
+    """One list of codes: the ErrorCode enum and the OpenAPI ErrorCode schema are the same set, each
+    described there."""
+    doc = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    schema = doc["components"]["schemas"]["ErrorCode"]
+    assert set(schema["enum"]) == {c.value for c in ErrorCode}
+    for code in ErrorCode:
+        assert f"`{code.value}`" in schema["description"], f"{code.value} is not described in openapi.yaml"
+
+
+def test_gateway_responses_carry_codes() -> None:
+    from emotion_shared.rest.errors import TITLES
+
+    template = yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)
+    responses = template["Resources"]["Api"]["Properties"]["GatewayResponses"]
+    assert set(TITLES) == set(ErrorCode)
+    for kind, spec in responses.items():
+        templates = spec["ResponseTemplates"]
+        assert set(templates) == {"application/json", "application/problem+json"}, kind
+        plain = json.loads(templates["application/json"].replace("$context.error.messageString", '"m"'))
+        problem = json.loads(templates["application/problem+json"].replace("$context.error.messageString", '"m"'))
+        assert ErrorCode(plain["code"]) == ErrorCode(problem["code"]), kind
+        assert plain["status"] == problem["status"] == spec["StatusCode"], kind
+        assert problem["type"] == "urn:emotion-stream:error:" + plain["code"]
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def test_internal_errors_do_not_leak_details() -> None:
@@ -66,7 +148,10 @@ def test_proxy_response_shape() -> None:
     response = proxy_response(api_error(RateLimited("slow", 2)), {"RateLimit-Limit": "5"})
     assert response["statusCode"] == 429
     assert response["headers"] == {"Content-Type": "application/json", "Retry-After": "2", "RateLimit-Limit": "5"}
-    assert json.loads(response["body"]) == {"error": True, "status": 429, "message": "slow"}
+    assert json.loads(response["body"]) == {"error": True, "status": 429, "message": "slow", "code": "rate_limited"}
+    problem = proxy_response(api_error(RateLimited("slow", 2)), accept="application/problem+json", instance="/v1/x")
+    assert problem["headers"]["Content-Type"] == "application/problem+json"
+    assert json.loads(problem["body"])["instance"] == "/v1/x"
 
 
 # ---------------------------------------------------------------------- validation messages

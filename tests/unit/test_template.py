@@ -137,6 +137,9 @@ def test_rest_api_has_the_request_authorizer_on_every_route(sam: dict[str, Any],
         ("POST", "/v1/sessions/{id}/stop"),
         ("GET", "/v1/sessions/{id}/emotions"),
         ("GET", "/v1/sessions/{id}/emotions/timeline"),
+        ("POST", "/v1/sessions/{id}/viewer-tokens"),
+        ("GET", "/v1/sessions/{id}/viewer-tokens"),
+        ("DELETE", "/v1/sessions/{id}/viewer-tokens/{tokenId}"),
     }
 
 
@@ -150,8 +153,12 @@ def test_gateway_responses_use_the_reference_error_body(cfn: dict[str, Any]) -> 
         template = response["responseTemplates"]["application/json"]
         rendered = json.loads(template.replace("$context.error.messageString", json.dumps("a message")))
         # The body's status always equals the HTTP status (templates cannot read it, so it is pinned)
-        assert rendered == {"error": True, "status": int(response["statusCode"]), "message": rendered["message"]}, kind
-        assert rendered["message"], kind
+        assert rendered == {"error": True, "status": int(response["statusCode"]), "message": rendered["message"],
+                            "code": rendered["code"]}, kind
+        assert rendered["message"] and rendered["code"], kind
+        problem = json.loads(response["responseTemplates"]["application/problem+json"]
+                             .replace("$context.error.messageString", json.dumps("a message")))
+        assert problem["status"] == rendered["status"] and problem["code"] == rendered["code"], kind
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
@@ -174,11 +181,26 @@ def test_roles_are_least_privilege(cfn: dict[str, Any]) -> None:
                 assert set(actions) <= ACTIONS_NEEDING_STAR, (name, statement)
 
 
-def test_authorizer_can_only_read_the_control_table(cfn: dict[str, Any]) -> None:
+def test_authorizer_can_only_read_tokens_and_record_their_use(cfn: dict[str, Any]) -> None:
     statements = _statements(cfn["Resources"]["AuthorizerFunctionRole"])
     assert [(_as_list(s["Action"]), s["Resource"]) for s in statements] == [
-        (["dynamodb:GetItem"], {"Fn::GetAtt": ["ControlTable", "Arn"]})
+        (["dynamodb:GetItem", "dynamodb:UpdateItem"], {"Fn::GetAtt": ["ControlTable", "Arn"]})
     ]
+
+
+def test_token_caches_never_outlive_the_authorizer_ttl(sam: dict[str, Any]) -> None:
+    """A revoked or expired token is refused within AuthorizerCacheSeconds: API Gateway caches for that long,
+    so the authorizer function keeps no cache of its own (auth.default_store); the WebSocket function caches at
+    most that long."""
+    from emotion_shared import auth
+
+    functions = sam["Resources"]
+    assert "TOKEN_CACHE_SECONDS" not in str(functions["AuthorizerFunction"]["Properties"])
+    assert "TOKEN_CACHE_SECONDS" not in str(sam["Globals"])
+    assert auth.TokenStore.__init__.__kwdefaults__ == {"cache_seconds": 0.0}
+    ws_env = functions["WebSocketFunction"]["Properties"]["Environment"]["Variables"]
+    assert ws_env["TOKEN_CACHE_SECONDS"] == {"Ref": "AuthorizerCacheSeconds"}
+    assert sam["Parameters"]["AuthorizerCacheSeconds"]["Default"] == 60
 
 
 def test_api_function_touches_only_the_tables_it_needs(cfn: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from emotion_shared.errors import InvalidRequest, NotFound
+from emotion_shared.errors import ErrorCode, InvalidRequest, NotFound
 from emotion_shared.ws import protocol
 from emotion_shared.ws.protocol import Channel, ProtocolViolation, parse_request, parse_target
 
@@ -64,9 +64,10 @@ def test_reply_shapes() -> None:
     assert json.loads(protocol.reply(1, "auth:token", 200)) == {"id": 1, "path": "auth:token", "status": 200}
     assert json.loads(protocol.reply(2, "ping", 200, {"ts": 5})) == {"id": 2, "path": "ping", "status": 200,
                                                                     "body": {"ts": 5}}
-    error = json.loads(protocol.error_reply(3, "ping", 429, "slow down", retryAfter=2))
+    error = json.loads(protocol.error_reply(3, "ping", 429, "slow down", ErrorCode.RATE_LIMITED, retryAfter=2))
     assert error == {"id": 3, "path": "ping", "status": 429,
-                     "body": {"error": True, "status": 429, "message": "slow down", "retryAfter": 2}}
+                     "body": {"error": True, "status": 429, "message": "slow down", "code": "rate_limited",
+                              "retryAfter": 2}}
 
 
 def test_event_is_an_array_with_the_data_wrapped_in_a_list() -> None:

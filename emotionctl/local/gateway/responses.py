@@ -1,8 +1,9 @@
 """API Gateway's own error responses ("gateway responses"), configured by the Api's ``GatewayResponses``.
 
 Lookup as in API Gateway: the response type's own entry, else ``DEFAULT_4XX`` / ``DEFAULT_5XX`` by the type's
-default status, else API Gateway's built-in ``{"message": ...}``. The mapping template is non-VTL: only
-``$context`` variable substitution.
+default status, else API Gateway's built-in ``{"message": ...}``. Among an entry's templates (keyed by content
+type) the request's ``Accept`` header picks one (``application/json`` when it expresses no preference); the
+answer's Content-Type is that key. The mapping template is non-VTL: only ``$context`` variable substitution.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import mimeparse
 
 # Response type → (API Gateway's default status, default message).
 DEFAULTS: dict[str, tuple[int, str]] = {
@@ -45,7 +48,22 @@ class GatewayResponse:
 class _Configured:
     status: int | None
     headers: dict[str, str]
-    template: str | None
+    templates: dict[str, str]
+
+    def template(self, accept: str | None) -> tuple[str, str] | None:
+        """``(content type, template)`` for the request's ``Accept`` header, or None without templates."""
+        if not self.templates:
+            return None
+        offered = sorted(self.templates, key=lambda t: t == "application/json")  # JSON wins ties
+        chosen = ""
+        if accept and accept.strip():
+            try:
+                chosen = mimeparse.best_match(offered, accept)
+            except (ValueError, mimeparse.MimeTypeParseException):
+                chosen = ""
+        if not chosen:
+            chosen = "application/json" if "application/json" in self.templates else offered[-1]
+        return chosen, self.templates[chosen]
 
 
 class GatewayResponses:
@@ -62,11 +80,10 @@ class GatewayResponses:
                 for name, value in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()
             }
             templates = spec.get("ResponseTemplates") or {}
-            template = templates.get("application/json") or next(iter(templates.values()), None)
             configured[kind] = _Configured(
                 status=int(resolve(status)) if status is not None else None,
                 headers=headers,
-                template=str(resolve(template)) if template is not None else None,
+                templates={str(k): str(resolve(v)) for k, v in templates.items()},
             )
         return cls(configured)
 
@@ -90,9 +107,13 @@ class GatewayResponses:
             status = entry.status or default_status
             for name, value in entry.headers.items():
                 headers[name] = _header_value(value, request_headers or {})
-            if entry.template is not None:
+            accept = next((v for k, v in (request_headers or {}).items() if k.lower() == "accept"), None)
+            selected = entry.template(accept)
+            if selected is not None:
+                content_type, template = selected
+                headers["Content-Type"] = content_type
                 body = (
-                    entry.template.replace("$context.error.messageString", json.dumps(message))
+                    template.replace("$context.error.messageString", json.dumps(message))
                     .replace("$context.error.message", message)
                     .replace("$context.error.responseType", kind)
                     .replace("$context.requestId", request_id)

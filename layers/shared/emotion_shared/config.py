@@ -58,6 +58,9 @@ class Settings(EnvSettings):
     data_retention_days: int = Field(default=30, alias="DATA_RETENTION_DAYS", ge=1)
     heartbeat_stale_seconds: int = Field(default=60, alias="HEARTBEAT_STALE_SECONDS", ge=5)
     idempotency_ttl_seconds: int = Field(default=3600, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
+    # In-process cache of positive token lookups (the WebSocket function): the authorizer cache TTL
+    # (template parameter AuthorizerCacheSeconds), so a revoked token stops working within it there too.
+    token_cache_seconds: float = Field(default=0, alias="TOKEN_CACHE_SECONDS", ge=0, le=3600)
 
     def require(self, name: str) -> str:
         """Return an optional setting that this component needs, or fail with the variable's name."""

@@ -102,6 +102,19 @@ class ListSessionsQuery(_Strict):
     offset: int = Field(default=0, ge=0)
 
 
+# Viewer tokens: lifetime bounds (seconds) of ``expiresIn``.
+VIEWER_TOKEN_MIN_SECONDS = 60
+VIEWER_TOKEN_MAX_SECONDS = 30 * 86_400
+VIEWER_TOKEN_DEFAULT_SECONDS = 86_400
+
+
+class CreateViewerTokensRequest(_Strict):
+    count: int = Field(default=1, ge=1, le=10, strict=True)
+    expiresIn: int = Field(
+        default=VIEWER_TOKEN_DEFAULT_SECONDS, ge=VIEWER_TOKEN_MIN_SECONDS, le=VIEWER_TOKEN_MAX_SECONDS, strict=True
+    )
+
+
 class TimelineQuery(_Strict):
     granularity: int = Field(default=60, ge=5, le=3600)
     start: int | None = Field(default=None, ge=0, le=MAX_OFFSET_SECONDS)

@@ -22,10 +22,11 @@ from .clock import now_ms, parse_iso
 from .config import Settings
 from .dynamo import error_code
 from .emotions import EmotionStore
-from .errors import CapacityExceeded, InvalidRequest, InvalidState, NotFound, ServiceUnavailable
+from .errors import CapacityExceeded, ErrorCode, InvalidRequest, InvalidState, NotFound, ServiceUnavailable
 from .ids import is_session_id
 from .models import (
     CreateSessionRequest,
+    CreateViewerTokensRequest,
     ListSessionsQuery,
     SessionState,
     StopReason,
@@ -35,6 +36,7 @@ from .models import (
 )
 from .sessions import Limits, SessionRepository
 from .uri import UnsafeStreamHost, check_stream_host, redact_uri
+from .viewers import ViewerTokens
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,9 @@ class SessionService:
         clock: Callable[[], int] = now_ms,
         host_check: Callable[[str, bool], list[str]] = check_stream_host,
         observer: SessionObserver | None = None,
+        viewers: ViewerTokens | None = None,
     ) -> None:
+        self._viewers = viewers
         self._observer: SessionObserver = observer or NullObserver()
         self._repo = repository
         self._store = store
@@ -151,7 +155,7 @@ class SessionService:
         try:
             self._host_check(request.streamUri, self._settings.allow_private_stream_hosts)
         except UnsafeStreamHost as exc:
-            raise InvalidRequest(str(exc)) from None
+            raise InvalidRequest(str(exc), code=ErrorCode.INVALID_STREAM_URI) from None
         now = self._clock()
         try:
             item = self._repo.create(
@@ -181,7 +185,8 @@ class SessionService:
                 self._abort_start(session_id, exc)
                 self._observer.rejected("start_failed")
                 raise ServiceUnavailable(
-                    "could not start an analysis worker for the session; it was marked failed, retry later"
+                    "could not start an analysis worker for the session; it was marked failed, retry later",
+                    code=ErrorCode.WORKER_START_FAILED,
                 ) from exc
             item["executionArn"] = execution_arn
             try:
@@ -248,12 +253,41 @@ class SessionService:
         """Delete an ended session and all its emotion data; 400 while it is active."""
         item = self._owned(principal, session_id)
         if item["state"] == SessionState.ACTIVE.value:
-            raise InvalidState(f"session {session_id} is active; stop it (POST …/stop) before deleting it")
+            raise InvalidState(f"session {session_id} is active; stop it (POST …/stop) before deleting it",
+                               code=ErrorCode.SESSION_ACTIVE)
         # Emotion data first: if anything fails the session is still there and the delete can be retried.
         self._store.delete_session(session_id)
         self._repo.delete(session_id, principal.user)
         # A worker that was stopping may have flushed its last buckets meanwhile.
         self._store.delete_session(session_id)
+        # Viewer tokens die with their session (none can be minted now: minting checks the session exists).
+        if self._viewers is not None:
+            self._viewers.delete_all(session_id)
+
+    # ------------------------------------------------------------------ viewer tokens
+    def _require_viewers(self) -> ViewerTokens:
+        if self._viewers is None:
+            raise ServiceUnavailable("viewer tokens are not configured on this deployment")
+        return self._viewers
+
+    def create_viewer_tokens(
+        self, principal: Principal, session_id: str, request: CreateViewerTokensRequest
+    ) -> dict[str, Any]:
+        """Mint ``count`` read-only tokens for the caller's session; the secrets are in this answer only."""
+        item = self._owned(principal, session_id)
+        tokens = self._require_viewers().mint(
+            session_id, principal.user, str(item.get("product") or principal.product), request.count,
+            request.expiresIn, self._clock(),
+        )
+        return {"session": session_id, "tokens": tokens}
+
+    def list_viewer_tokens(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        self._owned(principal, session_id)
+        return {"session": session_id, "data": self._require_viewers().live(session_id, self._clock())}
+
+    def revoke_viewer_token(self, principal: Principal, session_id: str, token_id: str) -> None:
+        self._owned(principal, session_id)
+        self._require_viewers().revoke(session_id, token_id, self._clock())
 
     def emotions(self, principal: Principal, session_id: str) -> dict[str, Any]:
         self._owned(principal, session_id)

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from . import SCHEMA_VERSION
 from .clock import iso_ms
 from .dynamo import deserialize, error_code, query_all, serialize, serialize_value
-from .errors import CapacityExceeded, InvalidState, NotFound
+from .errors import CapacityExceeded, ErrorCode, InvalidState, NotFound
 from .ids import highest_id_at, lowest_id_at, new_session_id
 from .models import SESSION_TYPE, SessionState, StopReason, WorkerState
 
@@ -434,7 +434,8 @@ class SessionRepository:
         for attempt in range(2):
             item = self.get_owned(session_id, user)
             if item["state"] == SessionState.ACTIVE.value:
-                raise InvalidState(f"session {session_id} is active; stop it before deleting it")
+                raise InvalidState(f"session {session_id} is active; stop it before deleting it",
+                                   code=ErrorCode.SESSION_ACTIVE)
             held = bool(item.get("capacityHeld"))
             transact: list[dict[str, Any]] = [
                 {

@@ -3,9 +3,11 @@
 Request path (``handler``):
 
 1. **gateway step** — the caller's identity comes from the authorizer context
-   (``requestContext.authorizer.user`` / ``.product``; missing → 401). The per-user token bucket takes one
-   token (denied → 429 with ``Retry-After``). Every answer to an authenticated request then carries the
-   ``RateLimit-*`` headers.
+   (``requestContext.authorizer.user`` / ``.product`` / ``.scope`` / ``.sessionId``; missing → 401). The
+   per-user token bucket takes one token (denied → 429 with ``Retry-After``). Every answer to an
+   authenticated request then carries the ``RateLimit-*`` headers. The token's scope is checked against the
+   route table once (:func:`emotion_shared.access.check`): a viewer token reaches only the read routes of
+   its session.
 2. **resolver** — Powertools routing and request validation (pydantic models), the route calls one
    :class:`~emotion_shared.service.SessionService` operation. Every exception becomes an error body in
    :mod:`.errors`.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -29,13 +32,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 
+from .. import access
 from ..auth import Principal
-from ..config import DEFAULT_PRODUCT
-from ..errors import NotFound, RateLimited
+from ..errors import DomainError, InvalidRequest, NotFound, RateLimited, Unauthorized
 from . import deps
-from .errors import JSON_ONLY, ApiError, MethodNotAllowed, api_error, proxy_response
+from .errors import JSON_ONLY, ApiError, MethodNotAllowed, api_error, header_value, proxy_response
 from .observability import logger, metrics, tracer
-from .routes import allowed_methods, router
+from .routes import allowed_methods, route_operation, router
 
 SESSION_NOT_FOUND = "session not found (ids are 24 lowercase hex characters)"
 
@@ -56,9 +59,29 @@ app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_jso
 app.include_router(router)
 
 
+def _accept(event: Mapping[str, Any]) -> str | None:
+    headers = event.get("headers")
+    return header_value(headers if isinstance(headers, Mapping) else None, "accept")
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _instance(event: Mapping[str, Any]) -> str | None:
+    """The problem's ``instance``: ``urn:uuid:<request id>`` (the answer's ``x-amzn-RequestId``, as API
+    Gateway's own error responses give it), else the request path."""
+    context = event.get("requestContext")
+    request_id = context.get("requestId") if isinstance(context, Mapping) else None
+    if isinstance(request_id, str) and _UUID.match(request_id.lower()):
+        return "urn:uuid:" + request_id.lower()
+    path = event.get("path")
+    return path if isinstance(path, str) and path else None
+
+
 @app.exception_handler(Exception)
 def _any_error(exc: Exception) -> Response:
-    return api_error(exc).response()
+    event = app.current_event.raw_event
+    return api_error(exc).response(_accept(event), _instance(event))
 
 
 def _unrouted_error(method: str, path: str) -> ApiError:
@@ -76,7 +99,8 @@ def _unrouted_error(method: str, path: str) -> ApiError:
 @app.not_found
 def _not_found(exc: NotFoundError) -> Response:
     path = str(app.context.get("_path") or app.current_event.path)
-    return _unrouted_error(app.current_event.http_method, path).response()
+    event = app.current_event.raw_event
+    return _unrouted_error(app.current_event.http_method, path).response(_accept(event), _instance(event))
 
 
 def _has_control_characters(path: str) -> bool:
@@ -91,11 +115,17 @@ def principal_from_event(event: Mapping[str, Any]) -> Principal | None:
     authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
     if not isinstance(authorizer, Mapping):
         return None
-    user = authorizer.get("user")
-    product = authorizer.get("product") or DEFAULT_PRODUCT
-    if not isinstance(user, str) or not user or not isinstance(product, str):
-        return None
-    return Principal(user=user, product=product)
+    return Principal.from_context(authorizer)
+
+
+def _check_scope(principal: Principal, method: Any, path: Any) -> None:
+    """The token's scope against the route table (:mod:`emotion_shared.access`), before any route runs.
+    Unknown routes and methods are left to the resolver (404/405)."""
+    if not principal.is_viewer or not isinstance(method, str) or not isinstance(path, str):
+        return
+    found = route_operation(method, path)
+    if found is not None:
+        access.check(principal, *found)
 
 
 def _decode_body(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -136,13 +166,17 @@ def _with_headers(response: dict[str, Any], headers: Mapping[str, str]) -> dict[
 
 
 def _gateway(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    accept, instance = _accept(event), _instance(event)
+
+    def error(exc: BaseException | ApiError, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        mapped = exc if isinstance(exc, ApiError) else api_error(exc)
+        return proxy_response(mapped, headers, accept=accept, instance=instance)
+
     principal = principal_from_event(event)
     if principal is None:
-        return proxy_response(
-            ApiError(401, "missing or invalid bearer token: send 'Authorization: Bearer <token>'")
-        )
+        return error(Unauthorized("missing or invalid bearer token: send 'Authorization: Bearer <token>'"))
     d = deps.get()
-    decision = d.limiter.consume(principal.user)
+    decision = d.limiter.consume(principal.limit_subject)  # per user; per viewer token for viewer tokens
     limit_headers = decision.headers()
     if not decision.allowed:
         message = (
@@ -151,15 +185,19 @@ def _gateway(event: dict[str, Any], context: Any) -> dict[str, Any]:
             if decision.reason != "too many concurrent requests"
             else "too many concurrent requests; retry in a moment"
         )
-        return proxy_response(api_error(RateLimited(message, decision.retry_after)), limit_headers)
+        return error(RateLimited(message, decision.retry_after), limit_headers)
     path, method = event.get("path"), event.get("httpMethod")
     if isinstance(path, str) and isinstance(method, str) and _has_control_characters(path):
-        return proxy_response(_unrouted_error(method, path), limit_headers)
+        return error(_unrouted_error(method, path), limit_headers)
+    try:
+        _check_scope(principal, method, path)
+    except DomainError as denied:
+        return error(denied, limit_headers)
     if _is_form_body(event):
-        return proxy_response(ApiError(400, JSON_ONLY), limit_headers)
+        return error(InvalidRequest(JSON_ONLY), limit_headers)
     decoded = _decode_body(event)
     if decoded is None:
-        return proxy_response(ApiError(400, "request body is not valid base64-encoded UTF-8"), limit_headers)
+        return error(InvalidRequest("request body is not valid base64-encoded UTF-8"), limit_headers)
     app.append_context(principal=principal)
     return _with_headers(app.resolve(decoded, context), limit_headers)
 
@@ -182,7 +220,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         response = _gateway(event, context)
     except Exception as exc:  # last resort: the resolver maps its own errors; this guards the gateway step
-        response = proxy_response(api_error(exc))
+        response = proxy_response(api_error(exc), accept=_accept(event), instance=_instance(event))
     finally:
         # Like @metrics.log_metrics, minus its warning for the (usual) requests that record no metric.
         if metrics.metric_set:

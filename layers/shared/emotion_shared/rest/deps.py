@@ -11,6 +11,7 @@ from ..emotions import EmotionStore
 from ..ratelimit import TokenBucketLimiter
 from ..service import SessionService, StepFunctionsStarter
 from ..sessions import SessionRepository
+from ..viewers import ViewerTokens
 from .idempotency import IdempotentCreate
 from .observability import MetricsObserver
 
@@ -41,6 +42,7 @@ def build(settings: Settings) -> Deps:
         settings,
         starter=starter,
         observer=MetricsObserver(),
+        viewers=ViewerTokens(dynamodb, control, settings.sessions_table),
     )
     return Deps(
         settings=settings,

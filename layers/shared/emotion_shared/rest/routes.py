@@ -1,4 +1,9 @@
-"""The seven routes of ``/v1/sessions``: parse (Powertools validation), call one service operation, answer."""
+"""The routes of ``/v1/sessions``: parse (Powertools validation), call one service operation, answer.
+
+:data:`ROUTES` is the route table: every path pattern, its methods and what each one does
+(:class:`~emotion_shared.access.Operation`). The gateway step checks the caller's token scope against it once,
+before any route runs (:func:`route_operation`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
+from ..access import Operation
 from ..auth import Principal
 from ..errors import InvalidRequest
-from ..models import CreateSessionRequest, ListSessionsQuery, TimelineQuery
+from ..models import CreateSessionRequest, CreateViewerTokensRequest, ListSessionsQuery, TimelineQuery
 from . import deps
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 
@@ -21,25 +27,42 @@ router = APIGatewayRouter()
 # re-validate every body. Responses are built from the service's output, which the tests check against
 # docs/openapi.yaml.
 
-# Path patterns and their methods — used to answer 405 (with ``Allow``) instead of 404 for a known path.
-ROUTES: dict[str, tuple[str, ...]] = {
-    "/v1/sessions": ("GET", "POST"),
-    "/v1/sessions/{id}": ("DELETE", "GET"),
-    "/v1/sessions/{id}/stop": ("POST",),
-    "/v1/sessions/{id}/emotions": ("GET",),
-    "/v1/sessions/{id}/emotions/timeline": ("GET",),
+# Path patterns, their methods and what each does — the scope check's input, and the 405 answer (with
+# ``Allow``) instead of 404 for a known path.
+ROUTES: dict[str, dict[str, Operation]] = {
+    "/v1/sessions": {"GET": Operation.LIST, "POST": Operation.CREATE},
+    "/v1/sessions/{id}": {"DELETE": Operation.WRITE, "GET": Operation.READ},
+    "/v1/sessions/{id}/stop": {"POST": Operation.WRITE},
+    "/v1/sessions/{id}/emotions": {"GET": Operation.READ},
+    "/v1/sessions/{id}/emotions/timeline": {"GET": Operation.READ},
+    "/v1/sessions/{id}/viewer-tokens": {"GET": Operation.MANAGE_READ, "POST": Operation.WRITE},
+    "/v1/sessions/{id}/viewer-tokens/{tokenId}": {"DELETE": Operation.WRITE},
 }
 _ROUTE_RES = [
-    (re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/*"), methods)
+    (re.compile(re.sub(r"\\\{[A-Za-z]+\\\}", "([^/]+)", re.escape(path)) + "/*"), methods)
     for path, methods in ROUTES.items()
 ]
 
 
-def allowed_methods(path: str) -> tuple[str, ...]:
+def _match(path: str) -> tuple[dict[str, Operation], str | None] | None:
     for pattern, methods in _ROUTE_RES:
-        if pattern.fullmatch(path):  # not match + "$": "$" also matches before a trailing newline
-            return methods
-    return ()
+        found = pattern.fullmatch(path)  # not match + "$": "$" also matches before a trailing newline
+        if found:
+            return methods, (found.group(1) if pattern.groups else None)
+    return None
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    found = _match(path)
+    return tuple(sorted(found[0])) if found else ()
+
+
+def route_operation(method: str, path: str) -> tuple[Operation, str | None] | None:
+    """What ``method path`` does and the session id it names (None for an unknown route or method)."""
+    found = _match(path)
+    if found is None or method not in found[0]:
+        return None
+    return found[0][method], found[1]
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -115,3 +138,22 @@ def get_emotions(session_id: str):
 def get_timeline(session_id: str, query: Annotated[TimelineQuery, Query()]):
     _only_query(("granularity", "start", "end"))
     return _json(deps.get().service.timeline(_principal(), session_id, query))
+
+
+@router.post("/v1/sessions/<session_id>/viewer-tokens")
+def create_viewer_tokens(session_id: str, body: Annotated[CreateViewerTokensRequest, Body()]):
+    _only_query(())
+    return _json(deps.get().service.create_viewer_tokens(_principal(), session_id, body), 201)
+
+
+@router.get("/v1/sessions/<session_id>/viewer-tokens")
+def list_viewer_tokens(session_id: str):
+    _only_query(())
+    return _json(deps.get().service.list_viewer_tokens(_principal(), session_id))
+
+
+@router.delete("/v1/sessions/<session_id>/viewer-tokens/<token_id>")
+def revoke_viewer_token(session_id: str, token_id: str):
+    _only_query(())
+    deps.get().service.revoke_viewer_token(_principal(), session_id, token_id)
+    return Response(status_code=204, content_type=None, body=None)

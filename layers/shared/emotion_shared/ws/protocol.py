@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import ErrorCode, InvalidRequest, NotFound
 from ..ids import is_session_id
 
 # API Gateway accepts frames up to 32 KB; no valid message of ours comes close.
@@ -101,9 +101,14 @@ def reply(request_id: Any, path: str | None, status: int, body: dict[str, Any] |
     return dumps(out)
 
 
-def error_reply(request_id: Any, path: str | None, status: int, message: str, **extra: Any) -> str:
-    """An error reply; its body is the REST API's error body (plus e.g. ``retryAfter``)."""
-    return reply(request_id, path, status, {"error": True, "status": status, "message": message, **extra})
+def error_body(status: int, message: str, code: ErrorCode, **extra: Any) -> dict[str, Any]:
+    """The REST API's error body with its machine-readable ``code`` (plus e.g. ``retryAfter``)."""
+    return {"error": True, "status": status, "message": message, "code": code.value, **extra}
+
+
+def error_reply(request_id: Any, path: str | None, status: int, message: str, code: ErrorCode, **extra: Any) -> str:
+    """An error reply; its body is the REST API's error body with ``code``."""
+    return reply(request_id, path, status, error_body(status, message, code, **extra))
 
 
 # ------------------------------------------------------------------ channels
@@ -160,7 +165,8 @@ def parse_target(body: dict[str, Any] | None) -> Target:
         channel = Channel(channel_name)
     except ValueError:
         raise NotFound(
-            f"unknown channel {channel_name!r}: one of {', '.join(c.value for c in Channel)}"
+            f"unknown channel {channel_name!r}: one of {', '.join(c.value for c in Channel)}",
+            code=ErrorCode.UNKNOWN_CHANNEL,
         ) from None
     if channel is Channel.WORKER_STATE:
         if not is_session_id(key):
@@ -170,7 +176,8 @@ def parse_target(body: dict[str, Any] | None) -> Target:
     if not sep or not is_session_id(session_id):
         raise NotFound(f"unknown key {key!r}: {channel.value} takes sessionId:freq, e.g. <sessionId>:5s")
     if freq not in FREQUENCIES:
-        raise NotFound(f"unknown frequency {freq!r} in key: one of {_frequency_list()}")
+        raise NotFound(f"unknown frequency {freq!r} in key: one of {_frequency_list()}",
+                       code=ErrorCode.UNKNOWN_CHANNEL)
     return Target(channel, key, session_id, FREQUENCIES[freq])
 
 

@@ -26,8 +26,6 @@ _lock = threading.Lock()
 _service: WebSocketService | None = None
 _publisher: Publisher | None = None
 
-# Tokens are looked up once per connection (at auth:token); a short in-process cache still helps bursts.
-TOKEN_CACHE_SECONDS = 30.0
 
 
 def management_client() -> Any:
@@ -52,7 +50,9 @@ def service() -> WebSocketService:
             _service = WebSocketService(
                 store=_store(),
                 sessions=SessionRepository(db, settings.sessions_table),
-                tokens=TokenStore(db, control, cache_seconds=TOKEN_CACHE_SECONDS),
+                # Tokens are checked on every message; the in-process cache (TOKEN_CACHE_SECONDS, at most the
+                # authorizer cache TTL) bounds how long a revoked token keeps working on an open connection.
+                tokens=TokenStore(db, control, cache_seconds=settings.token_cache_seconds),
                 message_limiter=TokenBucketLimiter(db, control, ws.message_limit, ws.message_window_seconds),
                 connect_limiter=TokenBucketLimiter(db, control, ws.connect_limit, ws.connect_window_seconds),
                 pusher=Pusher(management_client()),

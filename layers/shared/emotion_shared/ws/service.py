@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..auth import Principal
+from .. import access
+from ..auth import Principal, hash_token
 from ..clock import now_ms
-from ..errors import DomainError, NotFound
+from ..errors import DomainError, ErrorCode, NotFound
 from ..models import WorkerState
 from ..ratelimit import RateDecision
 from . import protocol
@@ -34,7 +35,7 @@ DISCONNECT = "$disconnect"
 
 
 class TokenLookup(Protocol):
-    def lookup(self, token: str) -> Principal | None: ...
+    def lookup_hash(self, token_hash: str) -> Principal | None: ...
 
 
 class Limiter(Protocol):
@@ -106,8 +107,8 @@ class WebSocketService:
             return {
                 "statusCode": 429,
                 "headers": {"Content-Type": "application/json", "Retry-After": str(decision.retry_after)},
-                "body": protocol.dumps({"error": True, "status": 429, "message": message,
-                                        "retryAfter": decision.retry_after}),
+                "body": protocol.dumps(protocol.error_body(429, message, ErrorCode.RATE_LIMITED,
+                                                           retryAfter=decision.retry_after)),
             }
         self.store.open(connection_id, ip, self.clock())
         return {"statusCode": 200}
@@ -121,9 +122,10 @@ class WebSocketService:
         if not self.pusher.close(connection_id):
             self.store.remove(connection_id)
 
-    def _reject(self, connection_id: str, request_id: Any, path: str | None, status: int, message: str) -> None:
+    def _reject(self, connection_id: str, request_id: Any, path: str | None, status: int, message: str,
+                code: ErrorCode) -> None:
         """A last reply that says why, then close."""
-        self._send(connection_id, protocol.error_reply(request_id, path, status, message))
+        self._send(connection_id, protocol.error_reply(request_id, path, status, message, code))
         self._close(connection_id)
 
     def message(self, connection_id: str, raw: str | None) -> None:
@@ -131,14 +133,16 @@ class WebSocketService:
             request = protocol.parse_request(raw)
         except ProtocolViolation as violation:
             logger.info("closing %s: %s", connection_id, violation.message)
-            self._reject(connection_id, violation.request_id, violation.path, 400, violation.message)
+            self._reject(connection_id, violation.request_id, violation.path, 400, violation.message,
+                         ErrorCode.PROTOCOL_ERROR)
             return
         try:
             self._handle(connection_id, request)
         except Exception:  # a dependency failed: say so rather than drop the message silently
             logger.exception("%s on %s failed", request.path, connection_id)
             self._send(connection_id, protocol.error_reply(request.id, request.path, 500,
-                                                           "internal error; retry the request"))
+                                                           "internal error; retry the request",
+                                                           ErrorCode.INTERNAL_ERROR))
 
     def _handle(self, connection_id: str, request: Request) -> None:
         connection = self.store.touch(connection_id, self.clock())
@@ -148,32 +152,45 @@ class WebSocketService:
         if not connection.authenticated:
             self._authenticate(connection, request)
             return
+        # The token is checked again on every message (through the token store's short cache): a revoked or
+        # expired token stops working on connections it opened, not only on new ones.
+        principal = self.tokens.lookup_hash(connection.token_hash) if connection.token_hash else None
+        if principal is None:
+            self._reject(connection_id, request.id, request.path, 401,
+                         "this connection's token was revoked or has expired; connect again with a valid token",
+                         ErrorCode.UNAUTHORIZED)
+            return
         try:
-            self._authenticated_message(connection, request)
+            self._authenticated_message(connection, principal, request)
         except DomainError as err:
-            self._send(connection_id, protocol.error_reply(request.id, request.path, err.status, err.message))
+            self._send(connection_id, protocol.error_reply(request.id, request.path, err.status, err.message,
+                                                           err.code))
         except ConnectionGone:
             self._close(connection_id)
 
     def _authenticate(self, connection: Connection, request: Request) -> None:
         if request.path != AUTH:
             self._reject(connection.id, request.id, request.path, 401,
-                         'not authenticated: the first message must be {"path": "auth:token", "body": {"token": …}}')
+                         'not authenticated: the first message must be {"path": "auth:token", "body": {"token": …}}',
+                         ErrorCode.UNAUTHORIZED)
             return
         token = (request.body or {}).get("token")
-        principal = self.tokens.lookup(token) if isinstance(token, str) and token else None
-        if principal is None:
-            self._reject(connection.id, request.id, AUTH, 401, "unknown token: auth:token needs body {token}"
-                         " with a valid API token (emotionctl token create --user NAME)")
+        token_hash = hash_token(token) if isinstance(token, str) and 0 < len(token) <= 256 else None
+        principal = self.tokens.lookup_hash(token_hash) if token_hash else None
+        if principal is None or token_hash is None:
+            self._reject(connection.id, request.id, AUTH, 401, "unknown, revoked or expired token: auth:token"
+                         " needs body {token} with a valid API token (emotionctl token create --user NAME)",
+                         ErrorCode.UNAUTHORIZED)
             return
         try:
-            self.store.authenticate(connection.id, principal.user, principal.product, self.clock())
+            self.store.authenticate(connection.id, principal.limit_subject, principal.product, self.clock(),
+                                    token_hash)
         except ConnectionGone:
             self._close(connection.id)
             return
         self._send(connection.id, protocol.reply(request.id, AUTH, 200))
 
-    def _authenticated_message(self, connection: Connection, request: Request) -> None:
+    def _authenticated_message(self, connection: Connection, principal: Principal, request: Request) -> None:
         assert connection.user is not None
         decision = self.message_limiter.consume(message_bucket(connection.user))
         if not decision.allowed:
@@ -182,28 +199,31 @@ class WebSocketService:
                 f"{self.settings.message_window_seconds} s per user; retry in {decision.retry_after} s"
             )
             self._send(connection.id, protocol.error_reply(request.id, request.path, 429, message,
-                                                           retryAfter=decision.retry_after))
+                                                           ErrorCode.RATE_LIMITED, retryAfter=decision.retry_after))
             return
         if request.path == PING:
             self._send(connection.id, protocol.reply(request.id, PING, 200, {"ts": self.clock()}))
         elif request.path == SUBSCRIBE:
-            self._subscribe(connection, request)
+            self._subscribe(connection, principal, request)
         elif request.path == UNSUBSCRIBE:
             subscription_id = protocol.parse_subscription_id(request.body)
             if not self.store.unsubscribe(connection, subscription_id):
-                raise NotFound(f"no subscription {subscription_id} on this connection")
+                raise NotFound(f"no subscription {subscription_id} on this connection",
+                               code=ErrorCode.SUBSCRIPTION_NOT_FOUND)
             self._send(connection.id, protocol.reply(request.id, UNSUBSCRIBE, 200,
                                                      {"subscriptionId": subscription_id}))
         elif request.path == AUTH:
             self._send(connection.id, protocol.error_reply(request.id, AUTH, 400,
-                                                           "already authenticated on this connection"))
+                                                           "already authenticated on this connection",
+                                                           ErrorCode.ALREADY_AUTHENTICATED))
         else:
-            raise NotFound(f"unknown path {request.path!r}: one of {', '.join(PATHS)}")
+            raise NotFound(f"unknown path {request.path!r}: one of {', '.join(PATHS)}", code=ErrorCode.UNKNOWN_PATH)
 
-    def _subscribe(self, connection: Connection, request: Request) -> None:
+    def _subscribe(self, connection: Connection, principal: Principal, request: Request) -> None:
         assert connection.user is not None
         target = protocol.parse_target(request.body)
-        session = self.sessions.get_owned(target.session_id, connection.user)  # 404 if missing or not yours
+        access.check(principal, access.Operation.READ, target.session_id)  # a viewer: its own session only
+        session = self.sessions.get_owned(target.session_id, principal.user)  # 404 if missing or not yours
         existing = connection.find(target.channel.value, target.key)
         if existing is not None:
             subscription_id = existing.id  # subscribing twice to the same channel and key is idempotent
@@ -220,13 +240,14 @@ class WebSocketService:
                     max_per_user=self.settings.max_subscriptions_per_user,
                 )
             except SubscriptionLimit as limit:
-                self._send(connection.id, protocol.error_reply(request.id, SUBSCRIBE, 429, limit.message))
+                self._send(connection.id, protocol.error_reply(request.id, SUBSCRIBE, 429, limit.message,
+                                                               ErrorCode.SUBSCRIPTION_LIMIT))
                 return
         self._send(connection.id, protocol.reply(request.id, SUBSCRIBE, 200, {"subscriptionId": subscription_id}))
         if target.channel is Channel.WORKER_STATE:
             # The last known state at once, read after the subscription was stored: every later change is
             # the publisher's to send.
-            current = self.sessions.get_owned(target.session_id, connection.user)
+            current = self.sessions.get_owned(target.session_id, principal.user)
             self._send(connection.id, protocol.event(subscription_id, self.clock(), target.channel.event_type,
                                                      worker_state_of(current)))
 

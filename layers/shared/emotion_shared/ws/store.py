@@ -94,6 +94,7 @@ class Connection:
     user: str | None = None
     product: str | None = None
     subscriptions: dict[str, SubscriptionRef] = field(default_factory=dict)
+    token_hash: str | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -116,6 +117,7 @@ class Connection:
             user=item.get("user"),
             product=item.get("product"),
             subscriptions=subs,
+            token_hash=item.get("tokenHash"),
         )
 
 
@@ -184,16 +186,18 @@ class ConnectionStore:
             raise
         return Connection.from_item(deserialize(response["Attributes"]))
 
-    def authenticate(self, connection_id: str, user: str, product: str, now_ms: int) -> None:
-        """Bind the connection to ``user``. Raises :class:`ConnectionGone`."""
+    def authenticate(self, connection_id: str, user: str, product: str, now_ms: int, token_hash: str) -> None:
+        """Bind the connection to ``user`` (the subject its limits count against) and the token's hash (checked
+        again on every message, so a revoked or expired token stops working on open connections too).
+        Raises :class:`ConnectionGone`."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": connection_pk(connection_id)}, "sk": {"S": CONNECTION_SK}},
-                UpdateExpression="SET #u = :u, product = :p",
+                UpdateExpression="SET #u = :u, product = :p, tokenHash = :h",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#u": "user"},
-                ExpressionAttributeValues={":u": {"S": user}, ":p": {"S": product}},
+                ExpressionAttributeValues={":u": {"S": user}, ":p": {"S": product}, ":h": {"S": token_hash}},
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
