@@ -35,12 +35,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flow import PARAMS, USER, Stack, local_stack, percentile, wait_for
@@ -154,8 +157,32 @@ def meta(stack: Stack, session_id: str) -> dict[str, Any]:
     return dict(response.json()["meta"])
 
 
+def create(stack: Stack, name: str, url: str, fps: float) -> str:
+    """POST /v1/sessions with an idempotency key, retried on a 5xx (a loaded stack may time a handler out)."""
+    key = uuid.uuid4().hex
+    for attempt in range(4):
+        response = requests.post(
+            stack.url + "/v1/sessions", timeout=30,
+            headers={"Authorization": f"Bearer {stack.token}", "Idempotency-Key": key},
+            json={"name": name, "streamUri": url, "config": {"analysisFps": fps}},
+        )
+        if response.status_code < 500 or attempt == 3:
+            response.raise_for_status()
+            return str(response.json()["_id"])
+        time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def started(stack: Stack, session_id: str) -> bool:
+    state = meta(stack, session_id).get("workerState")
+    if state in ("stopped", "error"):
+        raise RuntimeError(f"session {session_id} ended before working")
+    return state in ("connecting", "working")
+
+
 def stopped(stack: Stack, session_id: str) -> bool:
-    return meta(stack, session_id).get("workerState") in ("stopped", "error")
+    response = stack.call("GET", f"/v1/sessions/{session_id}")
+    return response.status_code == 200 and response.json()["state"] != "active"
 
 
 def exited(pid: int) -> bool:
@@ -179,11 +206,10 @@ def one_round(stack: Stack, clip: Path, n: int, measure: float, fps: float, prof
             urls.append(source.wait_ready(30).url)
         try:
             for i, url in enumerate(urls):
-                created = stack.call("POST", "/v1/sessions",
-                                     json={"name": f"concurrency-{n}-{i}", "streamUri": url,
-                                           "config": {"analysisFps": fps}})
-                created.raise_for_status()
-                sessions.append(Session(created.json()["_id"]))
+                sessions.append(Session(create(stack, f"concurrency-{n}-{i}", url, fps)))
+                # one worker start (process, imports, models) at a time, as sessions trickle in: a burst of N
+                # model loads on a small machine would only measure the burst
+                wait_for(partial(started, stack, sessions[-1].id), 120, f"session {i} to start", interval=0.25)
 
             def all_working() -> bool:
                 for s in sessions:
