@@ -328,6 +328,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[4, 8, 12])
     parser.add_argument("--measure", type=float, default=30.0, help="seconds measured per N")
     parser.add_argument("--fps", type=float, default=5.0, help="analysisFps of every session")
+    parser.add_argument("--workdir", type=Path, help="keep the stack's state and logs here (default: a temp dir)")
     parser.add_argument("--stack-from", type=Path, metavar="CHECKOUT",
                         help="run the stack and workers from another checkout (the 'before' of a change)")
     parser.add_argument("--profile", type=int, metavar="N", help="profile the stack process with py-spy at this N")
@@ -341,7 +342,11 @@ def main() -> int:
               f"{'s without analysis':>18}")
     rows = []
     with ExitStack() as context:
-        tmp = Path(context.enter_context(tempfile.TemporaryDirectory(prefix="bench-concurrency-")))
+        if args.workdir is not None:  # kept afterwards: the stack's log and each task's log
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            tmp = args.workdir
+        else:
+            tmp = Path(context.enter_context(tempfile.TemporaryDirectory(prefix="bench-concurrency-")))
         stack = context.enter_context(stack_from(args.stack_from, tmp) if args.stack_from else local_stack(tmp))
         for n in args.sessions:
             profile = args.profile_out if args.profile == n else None
