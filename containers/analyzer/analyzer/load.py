@@ -92,7 +92,8 @@ class LoadReporter:
                 log.warning("degraded: the analysis cannot keep up with the stream", extra=figures)
             else:
                 log.info("recovered: the analysis keeps up with the stream again", extra=figures)
-        if changed or self._last_metric is None or now - self._last_metric >= self._metric_interval:
+        due = self._last_metric is None or now - self._last_metric >= self._metric_interval
+        if changed or (load.settled and due):  # no "0 analyses/s" metric for the first second of a stream
             self._emit_metrics(load)
             self._last_metric = now
         self._maybe_publish(load, now)

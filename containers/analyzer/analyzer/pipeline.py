@@ -287,6 +287,7 @@ class Load:
     lag_p95: float  # over the window's analyses
     skipped: int  # frames skipped undecoded within the window
     degraded: bool
+    settled: bool = True  # at least a second of frames since the (re)connection: the rate means something
 
     def as_stats(self) -> dict[str, Any]:
         return {
@@ -349,7 +350,7 @@ class LoadMonitor:
                 and p95 <= RECOVERED_LAG_SECONDS
             ):
                 self.degraded = False
-        return Load(rate, target, self._last_lag, p95, skipped, self.degraded)
+        return Load(rate, target, self._last_lag, p95, skipped, self.degraded, settled)
 
 
 class Pipeline:
