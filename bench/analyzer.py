@@ -11,11 +11,15 @@ in this process pinned to one core, unpaced file input, side by side:
 1. ``ffmpeg -threads 1 -i clip -f null -``: decode-only frames per second (the baseline; the child inherits
    the pinning);
 2. PyAV decode-only (one decoder thread) including the zero-copy luma view the analyzer uses;
-3. the analyzer (decode → rate gate → BlazeFace → crops → mini-XCEPTION → tracker → per-second buckets) at 5
-   analyses per second of stream and at every frame; analysis latency per analysed frame (p50/p95, from the
-   pipeline's own timer, decode excluded); peak RSS of this process (models loaded, both runs done).
+3. the analyzer (decode → rate gate → face finder: CenterFace discovery every 2 s of stream + BlazeFace
+   short-range re-location → aligned crops → expression classifier → per-second buckets) at 5 analyses per
+   second of stream and at every frame, on the face clip and on the evaluation set's 1080p30 crowd clip (30
+   real faces 40–72 px tall); the old perception (BlazeFace full range on one 192x192 letterbox, mini-XCEPTION
+   on plain crops) on both clips for comparison; analysis latency per analysed frame (p50/p95, from the
+   pipeline's own timer, decode excluded; a discovery frame costs ~200 ms); peak RSS of this process.
 
-Targets: 5/s ≥ 0.8x the FFmpeg baseline, every frame ≥ 0.5x, p95 ≤ 15 ms, RSS ≤ 400 MB.
+Targets (issue 8): one face at 5/s ≥ 0.6x the FFmpeg baseline, 30 faces at 5/s ≥ 0.35x, RSS ≤ 400 MB; from
+earlier issues: every frame ≥ 0.5x, p95 ≤ 15 ms.
 
 4. ``--live S``: a paced 1080p30 RTMP stream (Debian's ffmpeg ``-re … -listen 1``) analysed by the real worker
    (``analyzer.worker.Worker``, in this process, still pinned) writing to DynamoDB on a moto server (a child
@@ -47,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 # `import analyzer` would find this script instead of the analyzer package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-TARGETS = {"5/s": 0.8, "every": 0.5, "p95_ms": 15.0, "rss_mb": 400.0, "live_p95_s": 1.5}
+TARGETS = {"5/s": 0.6, "crowd 5/s": 0.35, "every": 0.5, "p95_ms": 15.0, "rss_mb": 400.0, "live_p95_s": 1.5}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,6 +73,26 @@ def make_clip(seconds: float) -> Path:
     )
 
 
+def make_crowd(seconds: float) -> Path:
+    """The evaluation set's crowd clip: 30 real faces 40-72 px tall, bobbing, over a panning picture."""
+    from emotionctl.media.evalset import build_evalset
+    from emotionctl.media.evalset.clips import make_crowd_clip
+
+    return make_crowd_clip(build_evalset(), seconds=seconds).path
+
+
+def _bench_module(name: str) -> Any:
+    """Another bench script as a module (bench/quality.py's old pipeline)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).resolve().parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 # -------------------------------------------------------------------------------------------- offline
 @dataclass(slots=True)
 class Frame:
@@ -77,6 +101,7 @@ class Frame:
     width: int
     height: int
     luma: Any
+    chroma: Any = None
 
 
 def decoded_frames(path: Path, luma: bool = True) -> Any:
@@ -84,6 +109,7 @@ def decoded_frames(path: Path, luma: bool = True) -> Any:
     import av
     import numpy as np
 
+    started = time.time()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
@@ -93,7 +119,11 @@ def decoded_frames(path: Path, luma: bool = True) -> Any:
             y = None
             if luma:
                 y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
-            yield Frame(time.time(), frame.pts * tb if frame.pts is not None else None, frame.width, frame.height, y)
+            pts = frame.pts * tb if frame.pts is not None else None
+            # received "on time" (start + pts): the pipeline's stream clock then advances with the clip, as for a
+            # live stream, so discoveries run every 2 s of the clip, not every 2 s of this faster-than-live loop
+            received = started + pts if pts is not None else time.time()
+            yield Frame(received, pts, frame.width, frame.height, y)
 
 
 def ffmpeg_decode(path: Path) -> float:
@@ -120,14 +150,17 @@ def analyse(path: Path, analyzer: Any, fps: float | None) -> tuple[float, int, l
     from analyzer.pipeline import Pipeline
 
     seconds: list[Any] = []
-    pipeline = Pipeline(analyzer, seconds.append, origin=time.time(), analysis_fps=fps, stream_fps=30.0)
+    # throughput, not lateness: a discovery frame may put the loop behind the clip's clock for a moment
+    pipeline = Pipeline(
+        analyzer, seconds.append, origin=time.time(), analysis_fps=fps, stream_fps=30.0, max_lag=math.inf
+    )
     pipeline.latencies = []
     started = time.perf_counter()
     for frame in decoded_frames(path):
         pipeline.process(frame)
     pipeline.close()
     wall = time.perf_counter() - started
-    assert pipeline.stats.dropped == 0, "unpaced file input should never be late"
+    assert pipeline.stats.passed_over == 0, "unpaced file input with no lag limit: every due frame is analysed"
     seen = sum(int(c) for s in seconds for per in s.bucket.faces.values() for c, _ in per.values())
     tracks = sorted({t for s in seconds for t in s.bucket.faces})
     summary = f"face in {seen}/{pipeline.stats.analysed} analysed frames, tracks {','.join(tracks) or '-'}"
@@ -246,7 +279,7 @@ def live(path: Path, seconds: float, analyzer: Any) -> dict[str, Any]:
             "exit": code,
             "frames": len(received),
             "seconds": len(written),
-            "dropped": stats.get("droppedFrames"),
+            "dropped": stats.get("skippedFrames"),  # received and not decoded (catching up)
             "p50": percentile(latencies, 50),
             "p95": percentile(latencies, 95),
             "max": max(latencies) if latencies else math.nan,
@@ -270,9 +303,13 @@ def main() -> int:
     parser.add_argument("--live", type=float, default=15.0, help="seconds of the live RTMP run (0: skip)")
     parser.add_argument("--clip", type=Path, default=None, help="use this 1080p30 clip instead of encoding one")
     parser.add_argument("--make-clip", action="store_true", help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--make-crowd-clip", action="store_true", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.make_clip:
         print(make_clip(args.seconds))
+        return 0
+    if args.make_crowd_clip:
+        print(make_crowd(args.seconds))
         return 0
 
     clip = args.clip
@@ -281,14 +318,19 @@ def main() -> int:
         made = subprocess.run([sys.executable, __file__, "--make-clip", "--seconds", str(args.seconds)],
                               check=True, capture_output=True, text=True)
         clip = Path(made.stdout.strip().splitlines()[-1])
+    print(f"a {args.seconds:g} s 1080p30 H.264 clip of a 30-face crowd (the evaluation set's) …", flush=True)
+    made = subprocess.run([sys.executable, __file__, "--make-crowd-clip", "--seconds", str(args.seconds)],
+                          check=True, capture_output=True, text=True)
+    crowd = Path(made.stdout.strip().splitlines()[-1])
     core = args.core if args.core is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})
 
     from analyzer.modelbuild import build
     from analyzer.pipeline import FrameAnalyzer
 
-    build()
+    model_dir = build().out_dir
     analyzer = FrameAnalyzer.from_model_dir(threads=1)
+    old = _bench_module("quality").old_pipeline(model_dir)()
     n = sum(1 for _ in decoded_frames(clip, luma=False))
     mbps = clip.stat().st_size * 8 / (n / 30) / 1e6
     print(f"pinned to core {core}; onnxruntime 1 thread; clip {clip.name}: {n} frames 1920x1080 @ 30 fps, "
@@ -301,9 +343,11 @@ def main() -> int:
     rows.append(("PyAV decode only (1 thread) + luma view", n / av_wall, None, ""))
     lat5: list[float] = []
     results = {}
-    for label, fps in (("5/s", 5.0), ("every", None)):
-        analyzer.tracker.reset()
-        wall, frames, latencies, faces = analyse(clip, analyzer, fps)
+    runs = (("5/s", clip, analyzer, 5.0), ("every", clip, analyzer, None), ("crowd 5/s", crowd, analyzer, 5.0),
+            ("old 5/s", clip, old, 5.0), ("old crowd 5/s", crowd, old, 5.0))
+    for label, path, which, fps in runs:
+        which.finder.reset()
+        wall, frames, latencies, faces = analyse(path, which, fps)
         results[label] = (frames / wall, latencies, faces)
         if label == "5/s":
             lat5 = latencies
@@ -313,15 +357,23 @@ def main() -> int:
     print(f"{'run':<44} {'fps':>8} {'x ffmpeg':>9} {'target':>8}  analysis ms p50/p95 (n)")
     for label, fps_value, _, _ in rows:
         print(f"{label:<44} {fps_value:8.1f} {fps_value / ff:9.2f}")
-    for label, title in (("5/s", "analyzer, 5 analyses/s"), ("every", "analyzer, every frame")):
+    for label, title in (
+        ("5/s", "analyzer, 1 face, 5 analyses/s"),
+        ("every", "analyzer, 1 face, every frame"),
+        ("crowd 5/s", "analyzer, 30 faces, 5 analyses/s"),
+        ("old 5/s", "old perception, 1 face, 5 analyses/s"),
+        ("old crowd 5/s", "old perception, 30 faces, 5 analyses/s"),
+    ):
         fps_value, latencies, faces = results[label]
         ms = [v * 1000 for v in latencies]
-        ok = "ok" if fps_value / ff >= TARGETS[label] else "MISS"
+        target = TARGETS.get(label)
+        ok = "" if target is None else ("ok" if fps_value / ff >= target else "MISS")
+        shown = "" if target is None else ">=" + str(target)
         print(
-            f"{title:<44} {fps_value:8.1f} {fps_value / ff:9.2f} {'>=' + str(TARGETS[label]):>6} {ok:<4}"
+            f"{title:<44} {fps_value:8.1f} {fps_value / ff:9.2f} {shown:>6} {ok:<4}"
             f" {percentile(ms, 50):.2f}/{percentile(ms, 95):.2f} ({len(ms)}); {faces}"
         )
-    all_ms = [v * 1000 for v in lat5 + results["every"][1]]
+    all_ms = [v * 1000 for v in lat5 + results["every"][1]]  # one face (a crowd costs more per frame, by design)
     p95 = percentile(all_ms, 95)
     print(f"analysis latency per analysed frame (both runs): p50 {percentile(all_ms, 50):.2f} ms, "
           f"p95 {p95:.2f} ms  (target <= {TARGETS['p95_ms']:g}: {'ok' if p95 <= TARGETS['p95_ms'] else 'MISS'})")
@@ -331,7 +383,7 @@ def main() -> int:
     if args.live > 0:
         print(f"\nlive: paced 1080p30 RTMP, worker pinned to core {core}, moto DynamoDB, {args.live:g} s …",
               flush=True)
-        analyzer.tracker.reset()
+        analyzer.finder.reset()
         report = live(clip, args.live, analyzer)
         if "skipped" in report:
             print(f"live skipped: {report['skipped']}")
@@ -340,7 +392,7 @@ def main() -> int:
             print(
                 f"publish → bucket written over {report['frames']} analysed frames / {report['seconds']} "
                 f"seconds: p50 {report['p50']:.3f} s, p95 {report['p95']:.3f} s, max {report['max']:.3f} s "
-                f"(target p95 <= {TARGETS['live_p95_s']:g} s: {ok}); dropped {report['dropped']}, "
+                f"(target p95 <= {TARGETS['live_p95_s']:g} s: {ok}); skipped {report['dropped']}, "
                 f"worker exit {report['exit']}"
             )
     return 0

