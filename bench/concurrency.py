@@ -152,9 +152,14 @@ class Session:
 
 
 def meta(stack: Stack, session_id: str) -> dict[str, Any]:
-    response = stack.call("GET", f"/v1/sessions/{session_id}")
-    response.raise_for_status()
-    return dict(response.json()["meta"])
+    """The session's meta; a loaded stack may time a read out (504): retried a few times."""
+    for attempt in range(5):
+        response = stack.call("GET", f"/v1/sessions/{session_id}")
+        if response.status_code < 500 or attempt == 4:
+            response.raise_for_status()
+            return dict(response.json()["meta"])
+        time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def create(stack: Stack, name: str, url: str, fps: float) -> str:
@@ -352,7 +357,7 @@ def main() -> int:
             profile = args.profile_out if args.profile == n else None
             row = one_round(stack, clip, n, args.measure, args.fps, profile)
             rows.append(row)
-            print(f"N={n}: done", flush=True)
+            print(f"N={n}: " + json.dumps(row), flush=True)
     print()
     print(header)
     print("-" * len(header))
