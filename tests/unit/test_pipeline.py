@@ -349,3 +349,22 @@ def test_real_models_find_a_happy_astronaut_with_one_track(real_analyzer: FrameA
         assert 100 <= x0 < x1 <= 460 and 0 <= y0 < y1 <= 360  # the face is inside the photo
     assert out[2].bucket.faces == {} and out[2].bucket.frames == 5
     assert {t for r in out for t in r.bucket.faces} == {"f1"}
+
+
+def test_seconds_whose_frames_were_all_skipped_are_recorded_as_not_analysed() -> None:
+    @dataclass
+    class SkippingFrame(Frame):
+        skipped: int = 0
+        skipped_from: float | None = None
+
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    first = stream(1, 30)
+    feed(pipe, first, clock)
+    # then 60 frames (seconds 1 and 2) were skipped undecoded; the next decoded frame is read in second 3
+    resumed = SkippingFrame(1003.0, 3.0, 64, 48, FACE, skipped=60, skipped_from=1001.0)
+    feed(pipe, [resumed], clock)
+    pipe.close()
+    seconds = [(r.sec, r.bucket.received, r.bucket.frames) for r in out]
+    assert seconds == [(0, 30, 5), (1, 20, 0), (2, 20, 0), (3, 21, 1)]
+    assert pipe.stats.received == 91 and pipe.stats.skipped == 60

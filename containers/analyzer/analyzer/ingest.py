@@ -156,6 +156,7 @@ class Frame:
     luma: np.ndarray  # uint8 [height, width], a view of the decoded Y plane where possible
     chroma: tuple[np.ndarray, np.ndarray] | None = None  # U and V planes of yuv420p (views), else None
     skipped: int = 0  # frames skipped undecoded right before this one, to catch up with the live edge
+    skipped_from: float | None = None  # wall clock at which the first of them was read
 
 
 def luma_of(frame: Any) -> np.ndarray:
@@ -247,6 +248,7 @@ def frames(container: Any, stop: StopFlag | None = None, catch_up: CatchUp | Non
     if catch_up is not None:
         catch_up.reset()
     skipped = 0
+    skipped_from: float | None = None
     try:
         for packet in container.demux(stream):
             if _stopped(stop):
@@ -254,16 +256,20 @@ def frames(container: Any, stop: StopFlag | None = None, catch_up: CatchUp | Non
             if catch_up is not None and packet.size:
                 pts = packet.pts if packet.pts is not None else packet.dts
                 seconds = pts * time_base if (pts is not None and time_base) else None
-                if catch_up.skip(seconds, bool(packet.is_keyframe), time.time()):
+                now = time.time()
+                if catch_up.skip(seconds, bool(packet.is_keyframe), now):
+                    if not skipped:
+                        skipped_from = now
                     skipped += 1
                     continue
             for frame in packet.decode():
                 check_resolution(frame.width, frame.height)
                 pts = frame.pts * time_base if (frame.pts is not None and time_base) else None
                 yield Frame(
-                    time.time(), pts, frame.width, frame.height, luma_of(frame), chroma_of(frame), skipped
+                    time.time(), pts, frame.width, frame.height, luma_of(frame), chroma_of(frame), skipped,
+                    skipped_from,
                 )
-                skipped = 0
+                skipped, skipped_from = 0, None
             if _stopped(stop):
                 return
     except av.error.EOFError:

@@ -60,7 +60,8 @@ class FrameLike(Protocol):
     @property
     def chroma(self) -> Chroma | None: ...  # U and V planes (yuv420p), or None
 
-    # optional: ``skipped`` (int), the frames the ingest skipped undecoded (catching up) right before this one
+    # optional: ``skipped`` (int), the frames the ingest skipped undecoded (catching up) right before this one,
+    # and ``skipped_from`` (float | None), the wall clock at which the first of them was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,14 +417,13 @@ class Pipeline:
         with self._lock:
             self.stats.frames += 1
             self.monitor.frame(now, skipped)
+            if skipped:
+                self._count_skipped(skipped, getattr(frame, "skipped_from", None), sec)
             current = self._second(sec)
             if current is None:
                 return
-            # received frames are counted in the second of the frame that follows them (skipped ones were
-            # never decoded, so they have no receive stamp of their own)
-            current.bucket.received += 1 + skipped
-            self.stats.received += 1 + skipped
-            self.stats.skipped += skipped
+            current.bucket.received += 1
+            self.stats.received += 1
             behind = decision is Decision.CATCH_UP or (decision is Decision.SKIP and self.gate.lag > self.gate.max_lag)
             if behind and current.bucket.frames == 0:
                 # never a second with frames but no analysis: when behind, the first frame of a second is analysed
@@ -463,6 +463,21 @@ class Pipeline:
                         detail.count += 1
         if self.latencies is not None:
             self.latencies.append(time.perf_counter() - started)
+
+    def _count_skipped(self, skipped: int, skipped_from: float | None, sec: int) -> None:
+        """Frames skipped undecoded, spread evenly over the seconds from the first one's read time to ``sec``
+        (lock held): a second in which frames arrived and none could be analysed is recorded as such — a bucket
+        with ``received`` and no analysed frame — not left out as if nothing had come."""
+        first = sec if skipped_from is None else min(sec, max(0, math.floor(skipped_from - self._origin)))
+        span = sec - first + 1
+        for i, second in enumerate(range(first, sec + 1)):
+            share = skipped * (i + 1) // span - skipped * i // span
+            current = self._second(second)
+            if current is None:
+                return
+            current.bucket.received += share
+            self.stats.received += share
+            self.stats.skipped += share
 
     def _second(self, sec: int) -> SecondResult | None:
         """The open second for ``sec`` (lock held); emits the previous one when ``sec`` is later."""
