@@ -254,6 +254,7 @@ class FargateAgent:
         try:
             self._report_exit(task_arn, code, reason)
             self._ecs.stop_task(cluster=self.config.cluster, task=task_arn, reason=reason)
+            moto_patches.notify_task_stopped()  # the session's execution sees it now, not at its next check
         except Exception:  # moto may already be gone during shutdown
             logger.warning("task %s: could not report its exit to the embedded AWS", task_arn, exc_info=True)
 

@@ -17,8 +17,11 @@ Defects (moto 5.2.5):
 2. **A failed ECS task does not fail ``.sync``**: in AWS, ``ecs:runTask.sync`` fails with ``States.TaskFailed``
    (cause: the task description as JSON) when a container of the stopped task exited non-zero; moto returns
    success whatever the exit code. Patched in the ECS sync resolver.
-3. **``.sync`` polls every 0.5 s** (``_DELAY_SECONDS_SYNC_CONDITION_CHECK``): lowered to
-   :data:`SYNC_POLL_SECONDS` so local runs react quickly.
+3. **``.sync`` polls every 0.5 s** (``_DELAY_SECONDS_SYNC_CONDITION_CHECK``, a ``time.sleep``): locally the
+   wait is woken as soon as the local Fargate agent stops a task (:func:`notify_task_stopped`), so a session's
+   execution moves on at once, and otherwise lasts :data:`SYNC_POLL_SECONDS`. (It used to be a 50 ms poll:
+   one ``DescribeTasks`` round trip per running session every 50 ms was a quarter of the local stack's CPU
+   with 8 live sessions — py-spy, ``bench/concurrency.py --profile 8``.)
 4. **Interpreter clients are built per state with ``boto3.client``** on the shared default session, which is
    not thread-safe when many executions start at once, and on ``localhost`` (may try IPv6 first). Patched to a
    cached, lock-guarded client per service/region on ``127.0.0.1:$MOTO_PORT``.
@@ -44,6 +47,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -51,7 +55,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MOTO_VERSION = "5.2.5"
-SYNC_POLL_SECONDS = 0.05
+SYNC_POLL_SECONDS = 0.5
+
+_task_stopped = threading.Condition()
 
 _applied = False
 _lock = threading.Lock()
@@ -235,6 +241,18 @@ _AWS_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 # ------------------------------------------------------------- 5. exit codes
+def _sync_wait(seconds: float) -> None:
+    """A ``.sync`` state's wait between checks: ``seconds``, or less when a task stops meanwhile."""
+    with _task_stopped:
+        _task_stopped.wait(seconds)
+
+
+def notify_task_stopped() -> None:
+    """Wake every ``.sync`` state waiting between checks (patch 3): call after ``StopTask``."""
+    with _task_stopped:
+        _task_stopped.notify_all()
+
+
 def report_task_exit(task_arn: str, exit_code: int, reason: str) -> bool:
     """Record a container exit code on a moto ECS task (moto has no API for it). False if the task is unknown.
 
@@ -320,6 +338,9 @@ def apply() -> None:
         ecs_cls._normalise_response = _normalise_response
         ecs_cls._build_sync_resolver = _make_sync_resolver_builder(m)
         m.callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS
+        if getattr(m.callback, "time", None) is not time:
+            raise MotoPatchError("moto's .sync callback module no longer sleeps with time.sleep: check patch 3")
+        m.callback.time = SimpleNamespace(sleep=_sync_wait)
         if getattr(m.state_module, "datetime", None) is not datetime:
             raise MotoPatchError("moto's state module no longer imports datetime: check patch 6")
         m.state_module.datetime = SimpleNamespace(datetime=_AwsTimestamp, timezone=datetime.timezone)
@@ -378,8 +399,8 @@ def self_test() -> None:
         raise MotoPatchError(f"patch 1 (ECS response normalisation) no longer works: got {normalised}")
     if m.ecs.StateTaskServiceEcs._build_sync_resolver.__module__ != __name__:
         raise MotoPatchError("patch 2 (failed ECS task fails .sync) is not installed")
-    if m.callback._DELAY_SECONDS_SYNC_CONDITION_CHECK != SYNC_POLL_SECONDS:
-        raise MotoPatchError("patch 3 (.sync poll delay) is not installed")
+    if m.callback._DELAY_SECONDS_SYNC_CONDITION_CHECK != SYNC_POLL_SECONDS or m.callback.time.sleep is not _sync_wait:
+        raise MotoPatchError("patch 3 (.sync poll delay, woken by task stops) is not installed")
     for module in m.client_users:
         if module.boto_client_for is not _boto_client_for:
             raise MotoPatchError(f"patch 4 (interpreter clients) is not installed in {module.__name__}")

@@ -4,8 +4,10 @@ For each ``AWS::Lambda::EventSourceMapping`` of template.yaml whose source is a 
 (``!GetAtt <Table>.StreamArn``), a thread reads the embedded DynamoDB stream (``describe_stream`` for new
 shards, parents before children, ``get_shard_iterator`` / ``get_records``), applies the mapping's
 ``FilterCriteria`` (``eventName``-style equality patterns), and invokes the function with real
-DynamoDB-stream Lambda events, in batches of at most ``BatchSize`` records. It polls every ~50 ms so live
-events stay fast. A batch whose handler reports ``batchItemFailures`` is retried from the first failed
+DynamoDB-stream Lambda events, in batches of at most ``BatchSize`` records. It polls every 100 ms, busy or
+not (records that arrive meanwhile are delivered as one batch, as a Lambda batching window does): live events
+stay fast, and many live sessions cost a bounded 10 polls a second per mapping instead of a poll loop that
+never sleeps. A batch whose handler reports ``batchItemFailures`` is retried from the first failed
 record, up to ``MaximumRetryAttempts`` times; a batch that keeps failing is logged and skipped (the
 on-failure destination, locally).
 """
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POLL_SECONDS = 0.05
+DEFAULT_POLL_SECONDS = 0.1
 SHARD_REFRESH_SECONDS = 1.0
 
 
@@ -193,13 +195,11 @@ class StreamWorker:
     def _run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                busy = self.poll_once()
+                self.poll_once()
             except Exception:  # the stream or moto hiccuped: log, back off a little, keep going
                 logger.exception("polling %s failed", self.stream_arn)
-                busy = False
                 self.stop_event.wait(0.5)
-            if not busy:
-                self.stop_event.wait(self.poll_seconds)
+            self.stop_event.wait(self.poll_seconds)
 
     def poll_once(self) -> bool:
         """Read every readable shard once and deliver what came. True if records arrived."""

@@ -426,7 +426,8 @@ def test_timeline_semantics(api: Api, moto_server: Any, api_env: dict[str, str])
     expected["neutral"] = {"people": 1, "intensity": 0.5, "quantity": 0.5}
     expected["sadness"] = {"people": 1, "intensity": 0.6, "quantity": 0.6}
     expected["anger"] = {"people": 1, "intensity": 0.8, "quantity": 0.8}
-    assert whole == {"start": 0, "end": 60, "detectedFaces": 3, "emotions": expected}
+    frames = {"received": sum(b.frames for b in HAND), "analysed": sum(b.frames for b in HAND)}
+    assert whole == {"start": 0, "end": 60, "detectedFaces": 3, "emotions": expected, "frames": frames}
 
     # g 5: [0,5) a+b, [5,10) b, [10,15) c (sec 12 had no face but sec 14 did)
     fives = timeline(granularity="5")

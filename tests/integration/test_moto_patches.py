@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import moto
 import pytest
 
@@ -29,7 +31,7 @@ def test_self_test_fails_loudly_when_a_patch_is_undone(moto_server, monkeypatch)
         state_task_service_ecs,
     )
 
-    monkeypatch.setattr(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 0.5)
+    monkeypatch.setattr(state_task_service_callback, "time", time)  # a plain sleep again, not woken by task stops
     with pytest.raises(MotoPatchError, match="patch 3"):
         moto_patches.self_test()
     monkeypatch.undo()

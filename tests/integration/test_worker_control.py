@@ -9,6 +9,7 @@ subprocess on real RTMP streams with the real models.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class ScriptedIngest:
         seg = container.segment
         return [{"type": "video", "codec": "h264", "width": seg.width, "height": seg.height, "fps": seg.fps}]
 
-    def frames(self, container: Container, stop: threading.Event, audio: Any = None) -> Any:
+    def frames(self, container: Container, stop: threading.Event, catch_up: Any = None, audio: Any = None) -> Any:
         self.audio_sinks.append(audio)
         seg = container.segment
         start = time.time()
@@ -330,7 +331,7 @@ def test_stop_flag_flushes_the_last_second_and_exits_0(start: Any) -> None:
     assert item["meta"]["healthCheck"]
     assert run.events.entries[0]["Source"] == "emotion-stream"
     assert run.events.entries[0]["DetailType"] == "SessionStarted"
-    assert '"sessionId": "' + run.session_id in run.events.entries[0]["Detail"]
+    assert json.loads(run.events.entries[0]["Detail"])["sessionId"] == run.session_id
     # When the user stops the session
     stopped_at = time.time()
     run.repo.request_stop(run.session_id, "u1", int(stopped_at * 1000))

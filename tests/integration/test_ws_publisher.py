@@ -130,16 +130,18 @@ def test_period_events_carry_the_rest_timeline_numbers(world: Any) -> None:
     # Then every period arrived once, in order, stamped with its end, with the REST timeline's numbers
     by_sub: dict[str, list[Any]] = defaultdict(list)
     for cid in ("a", "b"):
-        for sub, ts, kind, data in world.management.posts[cid]:
-            by_sub[sub].append((ts, kind, data[0]))
+        for sub, ts, kind, data, extra in world.management.posts[cid]:
+            by_sub[sub].append((ts, kind, data[0], extra))
     for sub, freq, kind in (("00000000000000a1", 1, "sec"), ("00000000000000a5", 5, "sei"),
                             ("00000000000000b0", 10, "sec"), ("00000000000000b3", 3, "sei")):
         events = by_sub[sub]
-        assert [ts for ts, _, _ in events] == [ORIGIN_MS + (k + 1) * freq * 1000 for k in range(30 // freq)]
-        assert {k for _, k, _ in events} == {kind}
+        assert [ts for ts, _, _, _ in events] == [ORIGIN_MS + (k + 1) * freq * 1000 for k in range(30 // freq)]
+        assert {k for _, k, _, _ in events} == {kind}
         timeline = {e["start"]: e for e in emotions.timeline(written, granularity=freq)}
-        for k, (_, _, data) in enumerate(events):
+        for k, (_, _, data, extra) in enumerate(events):
             inside = [b for b in written if k * freq <= b.sec < (k + 1) * freq]
+            # the fifth element: the frames the period is based on, as the REST timeline counts them
+            assert extra == {"frames": emotions.frame_counts(inside)}
             if kind == "sec":
                 assert data == emotions.totals(inside)
             elif k * freq in timeline:

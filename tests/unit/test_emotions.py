@@ -56,7 +56,9 @@ def test_observe_breaks_ties_by_classifier_order_and_rejects_wrong_width() -> No
 def test_item_round_trip() -> None:
     original = bucket(9, {"a": {"fear": [2, 1.234567891]}}, frames=4)
     item = original.to_item("s1", ttl=123)
-    assert item == {"sessionId": "s1", "sec": 9, "faces": {"a": {"fear": [2, 1.234568]}}, "frames": 4, "ttl": 123}
+    assert item == {
+        "sessionId": "s1", "sec": 9, "faces": {"a": {"fear": [2, 1.234568]}}, "frames": 4, "received": 4, "ttl": 123
+    }
     back = Bucket.from_item(item)
     assert back.sec == 9 and back.frames == 4 and back.faces == {"a": {"fear": [2, 1.234568]}}
 
@@ -140,3 +142,20 @@ def test_raw_read_path_matches_the_deserialized_one() -> None:
     raw = serialize(original.to_item("s1", ttl=99))
     assert Bucket.from_raw(raw) == Bucket.from_item(deserialize(raw)) == original
     assert Bucket.from_raw({"sec": {"N": "3"}}) == Bucket(sec=3)
+
+
+def test_timeline_says_how_many_frames_each_interval_is_based_on() -> None:
+    # seconds 0-4 analysed with a face; 5-9 analysed, nobody there; 10-14 frames arrived but none analysed
+    happy = {"a": {"happiness": [1, 0.9]}}
+    buckets = [bucket(s, happy, frames=5) for s in range(5)]
+    buckets += [bucket(s, {}, frames=5) for s in range(5, 10)]
+    buckets += [Bucket(sec=s, received=30) for s in range(10, 15)]
+    for b in buckets[:10]:
+        b.received = 30
+    entries = timeline(buckets, 5)
+    # the analysed interval with nobody in it is omitted as before; the unanalysed one is listed, not as "nobody"
+    assert [(e["start"], e["frames"]) for e in entries] == [
+        (0, {"received": 150, "analysed": 25}),
+        (10, {"received": 150, "analysed": 0}),
+    ]
+    assert entries[1]["detectedFaces"] == 0

@@ -1,4 +1,5 @@
-"""The analysis loop: rate gate, lateness drops, per-second buckets; then the real models on a real photo."""
+"""The analysis loop: rate gate (newest frame, never none), load, per-second buckets; then the real models on a
+real photo."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 from analyzer.finder import FaceFinder
-from analyzer.pipeline import Decision, FrameAnalyzer, Pipeline, RateGate, SecondResult
+from analyzer.ingest import CatchUp
+from analyzer.pipeline import Decision, FrameAnalyzer, LoadMonitor, Pipeline, RateGate, SecondResult
 from emotion_shared.emotions import EMOTIONS, interval_stats
 
 
@@ -94,7 +96,7 @@ def test_rate_gate_analyses_fps_frames_per_stream_second(fps: float | None, expe
     gate = RateGate(fps)
     decisions = [gate.decide(i / 30, 500 + i / 30, 500 + i / 30) for i in range(300)]
     assert decisions.count(Decision.ANALYSE) == expected * 10
-    assert Decision.DROP not in decisions
+    assert Decision.CATCH_UP not in decisions
 
 
 def test_rate_gate_tolerates_timestamp_jitter_at_full_rate() -> None:
@@ -105,17 +107,30 @@ def test_rate_gate_tolerates_timestamp_jitter_at_full_rate() -> None:
     assert decisions.count(Decision.ANALYSE) == 300
 
 
-def test_rate_gate_drops_when_behind_real_time() -> None:
-    # Given frames that waited in socket buffers: each is read (received) late, 0.1 s more per frame
-    gate = RateGate(5.0, max_lag=0.25)
+def test_rate_gate_analyses_the_newest_frame_when_behind() -> None:
+    # Given a worker that fell 2 s behind (a backlog in the socket) and drains it at 300 frames/s of wall time
+    gate = RateGate(5.0, max_lag=0.25, max_wait=0.3)
+    for i in range(30):  # one live second first: the live edge
+        gate.decide(i / 30, 100 + i / 30, 100 + i / 30)
     out = []
-    for i in range(30):
-        pts = i * 0.2
-        received = 100 + pts + 0.1 * i  # read later and later
-        out.append(gate.decide(pts, received, received + 0.001))
-    # Then the first frames are analysed and, once more than 0.25 s behind, the due frames are dropped
-    assert out[:3] == [Decision.ANALYSE] * 3
-    assert out[4:] == [Decision.DROP] * 26
+    for i in range(30, 120):
+        pts = i / 30
+        now = 103.0 + (i - 30) / 300  # frame i read from the backlog
+        out.append(gate.decide(pts, now, now))
+    # Then the stale due frames are passed over, and the first frame near the live edge is analysed
+    analysed = [30 + k for k, d in enumerate(out) if d is Decision.ANALYSE]
+    assert out[0] is Decision.CATCH_UP
+    assert analysed and 100 + analysed[0] / 30 >= 103.0 + (analysed[0] - 30) / 300 - 0.25 - 1e-9
+
+
+def test_rate_gate_never_gives_up_an_owed_analysis() -> None:
+    # Given frames that are always 1 s late (the CPU cannot even keep up with decoding)
+    gate = RateGate(5.0, max_lag=0.25, max_wait=0.3)
+    gate.decide(0.0, 50.0, 50.0)  # the live edge
+    out = [gate.decide(i / 30, 51 + i / 30 * 1.5, 51 + i / 30 * 1.5) for i in range(1, 300)]
+    # Then an analysis still happens about every max_wait: fewer than asked, never none
+    assert out.count(Decision.ANALYSE) >= 10
+    assert Decision.CATCH_UP in out
 
 
 def test_rate_gate_burst_at_start_is_not_late() -> None:
@@ -145,11 +160,11 @@ def test_seconds_are_emitted_when_a_later_second_starts_and_on_flush() -> None:
     for result in out:
         assert result.bucket.frames == 5
         assert result.bucket.faces == {"f1": {"happiness": [5, pytest.approx(5 * 0.88)]}}
-        assert result.dropped == 0
+        assert result.passed_over == 0 and result.bucket.received == 30
     # When flushed, the open second 2 is emitted with what it has so far
     flushed = pipe.flush()
     assert flushed is not None and flushed.sec == 2 and flushed.bucket.frames == 3
-    assert pipe.stats.frames == 75 and pipe.stats.analysed == 13 and pipe.stats.dropped == 0
+    assert pipe.stats.frames == 75 and pipe.stats.analysed == 13 and pipe.stats.passed_over == 0
 
 
 def test_second_index_is_relative_to_origin() -> None:
@@ -185,21 +200,79 @@ def test_flush_then_more_frames_in_the_same_second_reemits_the_whole_second() ->
     feed(pipe, frames[:4], clock)
     pipe.flush()  # e.g. the stream dropped
     pipe.new_segment()
-    feed(pipe, [Frame(f.received, f.pts_seconds - 0.4, 64, 48, f.luma) for f in frames[4:]], clock)
+    feed(pipe, [Frame(f.received, (f.pts_seconds or 0.0) - 0.4, 64, 48, f.luma) for f in frames[4:]], clock)
     pipe.close()
     assert [(r.sec, r.bucket.frames) for r in out] == [(0, 4), (0, 10)]
     assert out[0].bucket.frames == 4  # what was handed out is not changed afterwards
 
 
-def test_late_frames_are_dropped_and_counted_per_second() -> None:
+def test_a_second_behind_still_gets_an_analysis_and_counts_received_frames() -> None:
     clock = Clock()
     pipe, out = make(5.0, clock)
     frames = stream(2, 30)
     feed(pipe, frames[:30], clock)
     feed(pipe, frames[30:], clock, lag=1.0)  # the analysis falls 1 s behind in the second second
     pipe.close()
-    assert [(r.sec, r.bucket.frames, r.dropped) for r in out] == [(0, 5, 0), (1, 0, 5)]
-    assert pipe.stats.dropped == 5
+    # every second with frames has an analysis; the stale frames passed over are counted
+    assert [(r.sec, r.bucket.received) for r in out] == [(0, 30), (1, 30)]
+    assert out[0].bucket.frames == 5 and out[1].bucket.frames >= 1 and out[1].passed_over > 0
+    assert all(r.bucket.faces for r in out)  # a face was seen in both: the late second is not "nobody there"
+
+
+def test_frames_skipped_by_the_ingest_count_as_received() -> None:
+    @dataclass
+    class SkippingFrame(Frame):
+        skipped: int = 0
+
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    frames: list[Frame] = [SkippingFrame(f.received, f.pts_seconds, 64, 48, f.luma, skipped=29 if i == 30 else 0)
+                           for i, f in enumerate(stream(2, 30))]
+    feed(pipe, frames[:31], clock)
+    pipe.close()
+    assert [(r.sec, r.bucket.received) for r in out] == [(0, 30), (1, 30)]
+    assert pipe.stats.skipped == 29 and pipe.stats.received == 60
+
+
+def test_load_monitor_degrades_and_recovers_with_hysteresis() -> None:
+    monitor = LoadMonitor(window=5.0)
+    t = 0.0
+    for _ in range(50):  # 5 analyses/s for 10 s
+        monitor.frame(t, 0)
+        monitor.analysed(t, 0.05)
+        t += 0.2
+    assert not monitor.assess(t, 5.0).degraded
+    for _ in range(10):  # 1 analysis/s, 1.5 s lag
+        monitor.frame(t, 5)
+        monitor.analysed(t, 1.5)
+        t += 1.0
+    load = monitor.assess(t, 5.0)
+    assert load.degraded and load.analyses_per_second < 4 and load.lag_p95 > 1.0 and load.skipped > 0
+    for _ in range(10):  # 2 s of keeping up again: still degraded (the window still holds the bad part)
+        monitor.frame(t, 0)
+        monitor.analysed(t, 0.05)
+        t += 0.2
+    assert monitor.assess(t, 5.0).degraded
+    for _ in range(30):
+        monitor.frame(t, 0)
+        monitor.analysed(t, 0.05)
+        t += 0.2
+    assert not monitor.assess(t, 5.0).degraded
+
+
+def test_catch_up_skips_to_a_keyframe_near_the_live_edge() -> None:
+    catch = CatchUp(max_lag=0.75)
+    # live: 30 fps, keyframe every 30 packets, read in time
+    assert not any(catch.skip(i / 30, i % 30 == 0, 10 + i / 30) for i in range(60))
+    # then the worker stalls 3 s; the backlog is read at once (3 s of packets in 10 ms)
+    decisions = [(i, catch.skip(i / 30, i % 30 == 0, 15.0 + (i - 60) / 9000)) for i in range(60, 150)]
+    decisions += [(i, catch.skip(i / 30, i % 30 == 0, 15.0 + (i - 150) / 30)) for i in range(150, 200)]
+    skipped = [i for i, s in decisions if s]
+    decoded = [i for i, s in decisions if not s]
+    assert skipped and decoded
+    resumed = min(i for i in decoded if i > skipped[0])
+    assert resumed % 30 == 0  # decoding restarts at a keyframe
+    assert all(i in decoded for i in range(resumed, 200))  # and stays on once caught up
 
 
 def test_detail_per_track() -> None:
@@ -276,3 +349,22 @@ def test_real_models_find_a_happy_astronaut_with_one_track(real_analyzer: FrameA
         assert 100 <= x0 < x1 <= 460 and 0 <= y0 < y1 <= 360  # the face is inside the photo
     assert out[2].bucket.faces == {} and out[2].bucket.frames == 5
     assert {t for r in out for t in r.bucket.faces} == {"f1"}
+
+
+def test_seconds_whose_frames_were_all_skipped_are_recorded_as_not_analysed() -> None:
+    @dataclass
+    class SkippingFrame(Frame):
+        skipped: int = 0
+        skipped_from: float | None = None
+
+    clock = Clock()
+    pipe, out = make(5.0, clock)
+    first = stream(1, 30)
+    feed(pipe, first, clock)
+    # then 60 frames (seconds 1 and 2) were skipped undecoded; the next decoded frame is read in second 3
+    resumed = SkippingFrame(1003.0, 3.0, 64, 48, FACE, skipped=60, skipped_from=1001.0)
+    feed(pipe, [resumed], clock)
+    pipe.close()
+    seconds = [(r.sec, r.bucket.received, r.bucket.frames) for r in out]
+    assert seconds == [(0, 30, 5), (1, 20, 0), (2, 20, 0), (3, 21, 1)]
+    assert pipe.stats.received == 91 and pipe.stats.skipped == 60

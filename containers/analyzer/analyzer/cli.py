@@ -6,10 +6,12 @@
 ``analyze`` prints one JSON object per second of stream on stdout::
 
     {"t": 0, "detectedFaces": 1, "emotions": {"happiness": {"people": 1, "quantity": 0.98, "intensity": 0.98}, …},
-     "faces": [{"track": "f1", "box": [x0, y0, x1, y1], "emotion": "happiness", "scores": {…}}], "dropped": 0}
+     "faces": [{"track": "f1", "box": [x0, y0, x1, y1], "emotion": "happiness", "scores": {…}}],
+     "frames": {"received": 30, "analysed": 5}}
 
 ``t`` is whole seconds since the analysis began (receive wall clock). ``faces`` has one entry per track seen in
-that second: its last box and its mean probabilities over the second (``emotion`` is their argmax); the
+that second: its last box and its mean probabilities over the second (``emotion`` is their argmax); ``frames``:
+the frames received in that second and how many were analysed (fewer when the CPU cannot keep up); the
 ``emotions`` figures are ``emotion_shared.emotions.interval_stats`` of the second's bucket, as the API computes them.
 """
 
@@ -39,7 +41,7 @@ DEFAULT_ANALYSIS_FPS = 5.0  # = analyzer.pipeline.DEFAULT_ANALYSIS_FPS
 
 
 def second_json(result: SecondResult) -> dict[str, Any]:
-    from emotion_shared.emotions import interval_stats
+    from emotion_shared.emotions import frame_counts, interval_stats
 
     stats = interval_stats([result.bucket])
     return {
@@ -47,7 +49,7 @@ def second_json(result: SecondResult) -> dict[str, Any]:
         "detectedFaces": stats["detectedFaces"],
         "emotions": stats["emotions"],
         "faces": result.faces_json(),
-        "dropped": result.dropped,
+        "frames": frame_counts([result.bucket]),
     }
 
 
@@ -102,7 +104,7 @@ def analyze(
             stream_fps=float(rate) if rate else None,
         )
         try:
-            for frame in ingest.frames(container, stop):
+            for frame in ingest.frames(container, stop, ingest.CatchUp()):
                 pipeline.process(frame)
                 if stop.is_set():
                     break
@@ -220,7 +222,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         log.error("%s", str(exc).replace(args.uri, redact_uri(args.uri)))
         return EXIT_UNREACHABLE
     stats = pipeline.stats
-    log.info("done: %d frames, %d analysed, %d dropped", stats.frames, stats.analysed, stats.dropped)
+    log.info("done: %d frames received, %d analysed, %d skipped undecoded", stats.received, stats.analysed,
+             stats.skipped)
     return EXIT_OK
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import av
 import numpy as np
 
+from .liveedge import LiveEdge
+
 # Stream resolution rule: at most 1080p, either orientation.
 MAX_LONG_SIDE = 1920
 MAX_SHORT_SIDE = 1080
@@ -153,6 +155,8 @@ class Frame:
     height: int
     luma: np.ndarray  # uint8 [height, width], a view of the decoded Y plane where possible
     chroma: tuple[np.ndarray, np.ndarray] | None = None  # U and V planes of yuv420p (views), else None
+    skipped: int = 0  # frames skipped undecoded right before this one, to catch up with the live edge
+    skipped_from: float | None = None  # wall clock at which the first of them was read
 
 
 def luma_of(frame: Any) -> np.ndarray:
@@ -232,13 +236,60 @@ def _stopped(stop: StopFlag | None) -> bool:
     return bool(stop())
 
 
-def frames(container: Any, stop: StopFlag | None = None, audio: AudioSink | None = None) -> Iterator[Frame]:
+DEFAULT_CATCH_UP_LAG = 0.75
+
+
+class CatchUp:
+    """Skipping undecoded packets to get back to the live edge (for :func:`frames` on a live stream).
+
+    A packet whose lag behind the live edge (:class:`~analyzer.liveedge.LiveEdge`, on packet timestamps and
+    read times) is above ``max_lag`` starts a skip: that packet and the ones after it are not decoded, up to a
+    keyframe whose lag is at most ``max_lag`` (a decoder can only restart at a keyframe). The backlog is
+    drained at demux speed (no decoding), so the first keyframe near the live edge is reached in milliseconds;
+    decoding resumes there. Skipped packets are counted: each is one frame received and not analysed
+    (``Frame.skipped`` of the next frame yielded). The lag of what is decoded is so bounded by about ``max_lag``
+    plus a keyframe interval, whatever the CPU.
+    """
+
+    def __init__(self, max_lag: float = DEFAULT_CATCH_UP_LAG) -> None:
+        if max_lag <= 0:
+            raise ValueError("catch-up lag must be positive")
+        self.max_lag = max_lag
+        self.edge = LiveEdge()
+        self.skipping = False
+        self.skips = 0  # how many skips were started (for logs)
+
+    def reset(self) -> None:
+        self.edge.reset()
+        self.skipping = False
+
+    def skip(self, pts: float | None, keyframe: bool, now: float) -> bool:
+        """True when the packet (stream time ``pts``, read at ``now``) is to be skipped undecoded."""
+        if pts is None:
+            return self.skipping and not keyframe
+        lag = self.edge.lag(pts, now, now)
+        if self.skipping:
+            if keyframe and lag <= self.max_lag:
+                self.skipping = False
+            return self.skipping
+        if lag > self.max_lag:
+            self.skipping = not keyframe  # a keyframe that is late is still a place to restart from
+            if self.skipping:
+                self.skips += 1
+        return self.skipping
+
+
+def frames(
+    container: Any, stop: StopFlag | None = None, catch_up: CatchUp | None = None, audio: AudioSink | None = None
+) -> Iterator[Frame]:
     """Decoded video frames until ``stop`` or the stream ends (:class:`StreamEnded`).
 
     Slice-threaded decoding (frame threading would hold every frame back by one per extra thread: ~130 ms at
     15 fps on two cores), video packets only, resolution checked on every frame, ``stop`` checked between packets.
     With ``audio``, the first audio track's packets are decoded too and handed to it as 16 kHz mono
     :class:`AudioChunk` s (``audio`` must not block: the speech analysis has its own thread).
+    With ``catch_up`` (live streams), packets far behind the live edge are skipped undecoded up to a keyframe
+    near it (:class:`CatchUp`).
     """
     stream = container.streams.video[0]
     stream.thread_type = "SLICE"
@@ -246,6 +297,10 @@ def frames(container: Any, stop: StopFlag | None = None, audio: AudioSink | None
     audio_stream = container.streams.audio[0] if (audio is not None and container.streams.audio) else None
     decoder = _AudioDecoder(audio_stream, audio) if (audio_stream is not None and audio is not None) else None
     selected = (stream, audio_stream) if audio_stream is not None else (stream,)
+    if catch_up is not None:
+        catch_up.reset()
+    skipped = 0
+    skipped_from: float | None = None
     try:
         for packet in container.demux(*selected):
             if _stopped(stop):
@@ -253,10 +308,23 @@ def frames(container: Any, stop: StopFlag | None = None, audio: AudioSink | None
             if decoder is not None and packet.stream.type == "audio":
                 decoder.packet(packet)
                 continue
+            if catch_up is not None and packet.size:
+                pts = packet.pts if packet.pts is not None else packet.dts
+                seconds = pts * time_base if (pts is not None and time_base) else None
+                now = time.time()
+                if catch_up.skip(seconds, bool(packet.is_keyframe), now):
+                    if not skipped:
+                        skipped_from = now
+                    skipped += 1
+                    continue
             for frame in packet.decode():
                 check_resolution(frame.width, frame.height)
                 pts = frame.pts * time_base if (frame.pts is not None and time_base) else None
-                yield Frame(time.time(), pts, frame.width, frame.height, luma_of(frame), chroma_of(frame))
+                yield Frame(
+                    time.time(), pts, frame.width, frame.height, luma_of(frame), chroma_of(frame), skipped,
+                    skipped_from,
+                )
+                skipped, skipped_from = 0, None
             if _stopped(stop):
                 return
     except av.error.EOFError:

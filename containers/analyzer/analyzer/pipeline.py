@@ -1,6 +1,6 @@
 """The analysis loop, independent of AWS.
 
-decoded frames → rate gate (analysis fps; late frames dropped and counted) → face finder on the luma plane
+decoded frames → rate gate (analysis fps; the newest frame available, never none) → face finder on the luma plane
 (:mod:`analyzer.finder`: discovery at a low rate, re-location of known faces in between, tracker ids) →
 eye-aligned crops → expression classifier (:mod:`analyzer.expressions`, all faces of a frame in small
 batches) → per-second :class:`~emotion_shared.emotions.Bucket`.
@@ -21,6 +21,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +32,7 @@ from emotion_shared.emotions import EMOTIONS, Bucket
 
 from .expressions import DEFAULT_CLASSIFIER, ExpressionClassifier, classify_faces
 from .finder import DEFAULT_DISCOVERY_INTERVAL, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE, FaceFinder
+from .liveedge import DEFAULT_DRIFT, LiveEdge
 from .tracker import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ Chroma = tuple[np.ndarray, np.ndarray]
 
 DEFAULT_ANALYSIS_FPS = 5.0
 DEFAULT_MAX_LAG_SECONDS = 0.25
+DEFAULT_MAX_WAIT_SECONDS = 0.3
 
 
 class FrameLike(Protocol):
@@ -56,6 +59,9 @@ class FrameLike(Protocol):
 
     @property
     def chroma(self) -> Chroma | None: ...  # U and V planes (yuv420p), or None
+
+    # optional: ``skipped`` (int), the frames the ingest skipped undecoded (catching up) right before this one,
+    # and ``skipped_from`` (float | None), the wall clock at which the first of them was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,56 +144,68 @@ class FrameAnalyzer:
 class Decision(Enum):
     ANALYSE = "analyse"
     SKIP = "skip"  # not due at the analysis rate
-    DROP = "drop"  # due, but too late: dropped and counted
+    CATCH_UP = "catch_up"  # due, but stale: newer frames are queued behind it, one of them is analysed instead
 
 
 class RateGate:
-    """Chooses the frames to analyse: ``fps`` per second of stream time, never behind real time.
+    """Chooses the frames to analyse: ``fps`` per second of stream time, the newest frame available, never none.
 
     Due frames: the stream time (pts, else receive time) is cut into slots of ``1/fps`` from the first frame;
-    the first frame of each slot is analysed. With ``fps`` ≥ the stream's frame rate (``stream_fps``, when
-    known) every frame is analysed, whatever the timestamp jitter.
+    a slot owes one analysis. With ``fps`` ≥ the stream's frame rate (``stream_fps``, when known) every frame
+    is owed one, whatever the timestamp jitter.
 
-    Lateness: the expected arrival of a frame is ``pts + base`` where ``base`` is the smallest
-    ``received - pts`` seen so far (the stream's clock offset; it may creep up by ``drift`` per second so a
-    sender clock slower than ours is not mistaken for lateness). A due frame whose analysis would start more
-    than ``max_lag`` seconds after its expected arrival is dropped. This also catches frames that waited in
-    socket buffers while the previous analysis ran (their receive stamp alone would look fresh).
+    Which frame pays it: the first frame, from the slot's start on, that is fresh — its lag behind the live edge
+    (:class:`~analyzer.liveedge.LiveEdge`) at most ``max_lag`` — so a worker that fell behind decodes its
+    backlog without analysing it and analyses the newest frame; or, when no fresh frame comes within
+    ``max_wait`` seconds (our clock) of the slot becoming due (the CPU cannot even keep up with decoding), the
+    frame at hand. An owed analysis is never given up: under load the analysis rate falls with the CPU share,
+    it does not stop. (The ingest bounds the lag: it skips packets up to a keyframe when far behind.)
     """
 
     def __init__(
         self,
         fps: float | None,
         max_lag: float = DEFAULT_MAX_LAG_SECONDS,
-        drift: float = 0.002,
+        drift: float = DEFAULT_DRIFT,
         stream_fps: float | None = None,
+        max_wait: float = DEFAULT_MAX_WAIT_SECONDS,
     ) -> None:
         if fps is not None and fps <= 0:
             raise ValueError("analysis fps must be positive")
         self.requested_fps = fps
         self.max_lag = max_lag
-        self.drift = drift
+        self.max_wait = max_wait
+        self._edge = LiveEdge(drift)
         self.reset(stream_fps)
 
     def reset(self, stream_fps: float | None = None) -> None:
         """Forget the stream clock (a new connection: timestamps restart); ``stream_fps`` if known."""
         fps = self.requested_fps
         self.fps = None if fps is None or (stream_fps and fps >= stream_fps * 0.99) else fps
+        self.stream_fps = stream_fps
         self._t0: float | None = None
         self._last_slot = -1
         self._last_t = -math.inf
-        self._base: float | None = None
-        self._last_received = 0.0
+        self._owed_since: float | None = None
+        self._edge.reset()
         self.stream_time = 0.0  # the last frame's expected arrival (wall clock paced by the stream's timestamps)
+        self.lag = 0.0  # the last frame's lag behind the live edge
+
+    @property
+    def target_fps(self) -> float | None:
+        """Analyses per second wanted: the requested rate, capped at the stream's frame rate (None: unknown)."""
+        if self.fps is not None:
+            return self.fps
+        return self.stream_fps
 
     def decide(self, pts: float | None, received: float, now: float) -> Decision:
         t = received if pts is None else pts
-        if self._t0 is None or t < self._last_t - 1.0:  # first frame, or timestamps went backwards: resync
+        if self._t0 is None or t < self._last_t - 1.0:  # first frame, or timestamps went back: resync
             if self._t0 is not None:
                 log.info("stream timestamps went back by %.1f s; resynchronising", self._last_t - t)
+                self._edge.reset()
             self._t0 = t
             self._last_slot = -1
-            self._base = None
         self._last_t = t
         if self.fps is None:
             due = True
@@ -196,19 +214,21 @@ class RateGate:
             due = slot > self._last_slot
             if due:
                 self._last_slot = slot
-        # lateness reference (also updated for frames that are not due)
-        offset = received - t
-        if self._base is None:
-            self._base = offset
-        else:
-            self._base = min(self._base + self.drift * max(0.0, received - self._last_received), offset)
-        self._last_received = received
-        self.stream_time = t + self._base
-        if not due:
+        # lag reference (also updated for frames that are not due)
+        self.stream_time = self._edge.observe(t, received)
+        self.lag = max(0.0, now - self.stream_time)
+        if due and self._owed_since is None:
+            self._owed_since = now
+        if self._owed_since is None:
             return Decision.SKIP
-        if now - (t + self._base) > self.max_lag:
-            return Decision.DROP
-        return Decision.ANALYSE
+        if self.lag <= self.max_lag or now - self._owed_since >= self.max_wait:
+            self._owed_since = None
+            return Decision.ANALYSE
+        return Decision.CATCH_UP
+
+    def settle(self) -> None:
+        """The owed analysis was done on a frame the gate passed over (the pipeline's own rule)."""
+        self._owed_since = None
 
 
 @dataclass
@@ -232,10 +252,11 @@ class FaceDetail:
 
 @dataclass
 class SecondResult:
-    """A closed second: its bucket, the analysis frames dropped in it and (optionally) per-face detail."""
+    """A closed second: its bucket (analysed and received frames, faces), the due frames passed over for a newer
+    one while catching up, and (optionally) per-face detail."""
 
     bucket: Bucket
-    dropped: int = 0
+    passed_over: int = 0
     faces: dict[str, FaceDetail] = field(default_factory=dict)
 
     @property
@@ -252,8 +273,93 @@ Sink = Callable[[SecondResult], None]
 @dataclass
 class PipelineStats:
     frames: int = 0  # decoded frames seen
+    received: int = 0  # frames received: decoded + skipped undecoded by the ingest to catch up
+    skipped: int = 0  # frames the ingest skipped without decoding (catching up with the live edge)
     analysed: int = 0  # analysed frames counted in a second (= the sum of the buckets' frames)
-    dropped: int = 0  # due for analysis but late
+    passed_over: int = 0  # due frames not analysed because a newer one was (catching up)
+
+
+LOAD_WINDOW_SECONDS = 5.0
+DEGRADED_RATE_SHARE = 0.8  # below this share of the wanted analysis rate the session is degraded
+RECOVERED_RATE_SHARE = 0.95  # at or above it (and no lag, no skipping) it has recovered
+DEGRADED_LAG_SECONDS = 1.0  # lag p95 of the analysed frames above which the session is degraded
+RECOVERED_LAG_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """How the analysis keeps up, over the last :data:`LOAD_WINDOW_SECONDS` (``Pipeline.load``)."""
+
+    analyses_per_second: float
+    target_per_second: float | None
+    lag: float  # the last analysed frame's lag behind the live edge, seconds
+    lag_p95: float  # over the window's analyses
+    skipped: int  # frames skipped undecoded within the window
+    degraded: bool
+    settled: bool = True  # at least a second of frames since the (re)connection: the rate means something
+
+    def as_stats(self) -> dict[str, Any]:
+        return {
+            "analysesPerSecond": round(self.analyses_per_second, 2),
+            "targetAnalysesPerSecond": None if self.target_per_second is None else round(self.target_per_second, 2),
+            "lagSeconds": round(self.lag, 3),
+            "lagP95Seconds": round(self.lag_p95, 3),
+        }
+
+
+class LoadMonitor:
+    """Analyses and skips of the recent past → a :class:`Load`, with hysteresis on ``degraded``: it is set as soon
+    as the window shows the analysis rate below :data:`DEGRADED_RATE_SHARE` of the target, a lag p95 above
+    :data:`DEGRADED_LAG_SECONDS` or frames skipped undecoded; cleared once a whole window shows none of it (rate
+    ≥ :data:`RECOVERED_RATE_SHARE`, lag p95 ≤ :data:`RECOVERED_LAG_SECONDS`, nothing skipped). The first window
+    after a (re)connection judges the rate over the time since then."""
+
+    def __init__(self, window: float = LOAD_WINDOW_SECONDS) -> None:
+        self.window = window
+        self._analyses: deque[tuple[float, float]] = deque()  # (when, lag)
+        self._skips: deque[tuple[float, int]] = deque()
+        self._since: float | None = None
+        self._last_lag = 0.0
+        self.degraded = False
+
+    def restart(self) -> None:
+        """A new segment: the rate is judged from its first frame on."""
+        self._since = None
+
+    def frame(self, now: float, skipped: int) -> None:
+        if self._since is None:
+            self._since = now
+        if skipped:
+            self._skips.append((now, skipped))
+
+    def analysed(self, now: float, lag: float) -> None:
+        self._analyses.append((now, lag))
+        self._last_lag = lag
+
+    def assess(self, now: float, target: float | None) -> Load:
+        horizon = now - self.window
+        while self._analyses and self._analyses[0][0] < horizon:
+            self._analyses.popleft()
+        while self._skips and self._skips[0][0] < horizon:
+            self._skips.popleft()
+        span = self.window if self._since is None else min(self.window, max(now - self._since, 1e-9))
+        rate = len(self._analyses) / span
+        lags = sorted(lag for _, lag in self._analyses)
+        p95 = lags[min(len(lags) - 1, math.ceil(0.95 * len(lags)) - 1)] if lags else 0.0
+        skipped = sum(n for _, n in self._skips)
+        settled = self._since is not None and now - self._since >= 1.0  # too early to judge a rate before
+        if settled and self._since is not None:
+            want = target or 0.0
+            if (want and rate < DEGRADED_RATE_SHARE * want) or p95 > DEGRADED_LAG_SECONDS or skipped:
+                self.degraded = True
+            elif (
+                self.degraded
+                and now - self._since >= self.window
+                and (not want or rate >= RECOVERED_RATE_SHARE * want)
+                and p95 <= RECOVERED_LAG_SECONDS
+            ):
+                self.degraded = False
+        return Load(rate, target, self._last_lag, p95, skipped, self.degraded, settled)
 
 
 class Pipeline:
@@ -274,6 +380,7 @@ class Pipeline:
         self.analyzer = analyzer
         self.gate = RateGate(analysis_fps, max_lag, stream_fps=stream_fps)
         self.stats = PipelineStats()
+        self.monitor = LoadMonitor()
         self._sink = sink
         self._origin = origin
         self._detail = detail
@@ -293,23 +400,44 @@ class Pipeline:
 
     def new_segment(self, stream_fps: float | None = None) -> None:
         """Call when a stream is (re)opened: its timestamps restart; face identities are kept."""
-        self.gate.reset(stream_fps)
+        with self._lock:
+            self.gate.reset(stream_fps)
+            self.monitor.restart()
+
+    def load(self) -> Load:
+        """How the analysis keeps up right now (any thread)."""
+        with self._lock:
+            return self.monitor.assess(self._clock(), self.gate.target_fps)
 
     def process(self, frame: FrameLike) -> None:
-        self.stats.frames += 1
         now = self._clock()
-        decision = self.gate.decide(frame.pts_seconds, frame.received, now)
-        if decision is Decision.SKIP:
-            return
+        skipped = int(getattr(frame, "skipped", 0))
         sec = max(0, math.floor(frame.received - self._origin))
-        if decision is Decision.DROP:
-            with self._lock:
-                current = self._second(sec)
-                if current is not None:
-                    current.dropped += 1
-                    self.stats.dropped += 1
-            return
+        decision = self.gate.decide(frame.pts_seconds, frame.received, now)
+        with self._lock:
+            self.stats.frames += 1
+            self.monitor.frame(now, skipped)
+            if skipped:
+                self._count_skipped(skipped, getattr(frame, "skipped_from", None), sec)
+            current = self._second(sec)
+            if current is None:
+                return
+            current.bucket.received += 1
+            self.stats.received += 1
+            behind = decision is Decision.CATCH_UP or (decision is Decision.SKIP and self.gate.lag > self.gate.max_lag)
+            if behind and current.bucket.frames == 0:
+                # never a second with frames but no analysis: when behind, the first frame of a second is analysed
+                # even when stale or not due (the ingest keeps the lag bounded)
+                self.gate.settle()
+                decision = Decision.ANALYSE
+            if decision is Decision.CATCH_UP:
+                current.passed_over += 1
+                self.stats.passed_over += 1
+                return
+            if decision is Decision.SKIP:
+                return
         started = time.perf_counter() if self.latencies is not None else 0.0
+        lag = self.gate.lag
         # the tracker runs on stream time: frames that arrive in a burst (a server's cached GOP at connect) are
         # still 1/fps apart for it, so their motion is not mistaken for a jump
         analysis = self.analyzer.analyse(frame.luma, self.gate.stream_time, frame.chroma)
@@ -320,6 +448,7 @@ class Pipeline:
             bucket = current.bucket
             bucket.frames += 1
             self.stats.analysed += 1  # under the lock: the counts always equal what the buckets hold
+            self.monitor.analysed(self._clock(), lag)
             scores = analysis.scores
             for i, track in enumerate(analysis.tracks):
                 probs = scores[i]
@@ -334,6 +463,21 @@ class Pipeline:
                         detail.count += 1
         if self.latencies is not None:
             self.latencies.append(time.perf_counter() - started)
+
+    def _count_skipped(self, skipped: int, skipped_from: float | None, sec: int) -> None:
+        """Frames skipped undecoded, spread evenly over the seconds from the first one's read time to ``sec``
+        (lock held): a second in which frames arrived and none could be analysed is recorded as such — a bucket
+        with ``received`` and no analysed frame — not left out as if nothing had come."""
+        first = sec if skipped_from is None else min(sec, max(0, math.floor(skipped_from - self._origin)))
+        span = sec - first + 1
+        for i, second in enumerate(range(first, sec + 1)):
+            share = skipped * (i + 1) // span - skipped * i // span
+            current = self._second(second)
+            if current is None:
+                return
+            current.bucket.received += share
+            self.stats.received += share
+            self.stats.skipped += share
 
     def _second(self, sec: int) -> SecondResult | None:
         """The open second for ``sec`` (lock held); emits the previous one when ``sec`` is later."""

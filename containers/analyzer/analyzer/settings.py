@@ -35,6 +35,9 @@ class WorkerSettings(EnvSettings):
     # how long DynamoDB may keep failing the heartbeat before the worker gives up (worker_error)
     heartbeat_failure_seconds: float = Field(default=20.0, alias="HEARTBEAT_FAILURE_SECONDS", gt=0)
     model_threads: int = Field(default=1, alias="ANALYZER_THREADS", ge=1, le=16)
+    # at most one SessionDegraded/SessionRecovered event per this many seconds (a change within it is published
+    # when it is over, if it still holds)
+    load_event_interval: float = Field(default=60.0, alias="LOAD_EVENT_INTERVAL_SECONDS", ge=0, le=3600)
     # perception (analyzer.pipeline.AnalyzerOptions): the smallest face as a fraction of the frame height,
     # seconds between full-frame discoveries, faces per frame, the expression classifier
     min_face_height: float = Field(default=DEFAULT_MIN_FACE, alias="MIN_FACE_HEIGHT", gt=0, lt=0.5)

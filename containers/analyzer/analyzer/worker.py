@@ -22,7 +22,6 @@ the sweeper) does, exactly once (``SessionRepository.release_capacity``).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -41,18 +40,19 @@ from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.clock import now_ms
 from emotion_shared.config import ConfigError, Settings
 from emotion_shared.emotions import EmotionStore
+from emotion_shared.events import EventPublisher, EventPublishError, SessionEventType, session_event_detail
 from emotion_shared.models import SessionState, StopReason, WorkerState
 from emotion_shared.sessions import SessionRepository
 from emotion_shared.uri import UnsafeStreamHost, check_stream_host, redact_uri
 
 from .audio import AudioThread
-from .ingest import IngestError, ReconnectPolicy, connect_with_retry
+from .ingest import CatchUp, IngestError, ReconnectPolicy, connect_with_retry
+from .load import LoadReporter
 from .pipeline import DEFAULT_ANALYSIS_FPS, FrameAnalyzer, Pipeline, SecondResult
 from .settings import WorkerSettings
 
 log = logging.getLogger("analyzer.worker")
 
-EVENT_SOURCE = "emotion-stream"
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 _BACKOFF_START, _BACKOFF_CAP = 0.25, 4.0
 
@@ -151,6 +151,7 @@ class StreamThread(threading.Thread):
         self._outbox = outbox
         self._stop = stop
         self._scrub = scrub
+        self._catch_up = CatchUp()
 
     def run(self) -> None:
         try:
@@ -205,7 +206,7 @@ class StreamThread(threading.Thread):
                 try:
                     # the audio track, when analysed, is decoded by this thread and analysed by its own
                     extra = {"audio": self._audio.offer} if self._audio is not None else {}
-                    for frame in ingest.frames(container, self._stop, **extra):
+                    for frame in ingest.frames(container, self._stop, self._catch_up, **extra):
                         self._pipeline.process(frame)
                         if self._pipeline.closed:
                             return None
@@ -274,6 +275,8 @@ class Worker:
         self._written = 0
         self._pipeline: Pipeline | None = None
         self._item: dict[str, Any] = {}
+        self._publisher: EventPublisher | None = None
+        self._load: LoadReporter | None = None
 
     # ----------------------------------------------------------------- entry
     def run(self) -> int:
@@ -311,6 +314,9 @@ class Worker:
         fps = float(config.get("analysisFps") or DEFAULT_ANALYSIS_FPS)
         created = float(item["createdAtMs"]) / 1000.0
         self._pipeline = Pipeline(analyzer, self._outbox.put, origin=created, analysis_fps=fps)
+        self._load = LoadReporter(
+            self._pipeline, self._publish, session_id=self.session_id, event_interval=self.settings.load_event_interval
+        )
         if self._ingest is None:
             from . import ingest
 
@@ -385,14 +391,18 @@ class Worker:
         """The once-a-second write; True when the session must stop. Transient failures are tolerated for a
         while (``HEARTBEAT_FAILURE_SECONDS``), then the worker fails loudly."""
         stats = None
-        if self._pipeline is not None:
-            stats = {"analysedFrames": self._pipeline.stats.analysed, "droppedFrames": self._pipeline.stats.dropped}
-            if self._audio is not None:
-                stats |= self._audio.snapshot()
+        degraded = None
+        if self._load is not None:
+            report = self._load.report(working=self.state is WorkerState.WORKING)
+            stats, degraded = report.stats, report.degraded
+        if stats is not None and self._audio is not None:
+            stats = stats | self._audio.snapshot()
         started = time.monotonic()
         while True:
             try:
-                result = self.repo.heartbeat(self.session_id, self.state, now_ms(), stats=stats, **extra)
+                result = self.repo.heartbeat(
+                    self.session_id, self.state, now_ms(), stats=stats, degraded=degraded, **extra
+                )
                 return result.stop
             except (ClientError, BotoCoreError) as exc:
                 if time.monotonic() - started > self.settings.heartbeat_failure_seconds:
@@ -421,27 +431,26 @@ class Worker:
             log.warning("speech segment writes needed %d retries", retries)
 
     def _announce(self) -> None:
-        if self._announced or not self.shared.event_bus_name:
-            self._announced = True
+        if self._announced:
             return
         self._announced = True
-        client = self._events_client if self._events_client is not None else aws.client("events")
-        detail = {"sessionId": self.session_id, "user": self._item.get("user")}
+        self._publish(SessionEventType.STARTED)
+
+    def _publish(self, event_type: SessionEventType, **extra: Any) -> None:
+        """A session event on the bus (none when no bus is configured); a lost notification never stops the
+        analysis, it is logged."""
+        if not self.shared.event_bus_name:
+            return
+        if self._publisher is None:
+            client = self._events_client if self._events_client is not None else aws.client("events")
+            self._publisher = EventPublisher(client, self.shared.event_bus_name)
+        detail = session_event_detail(
+            self.session_id, str(self._item.get("user")), SessionState.ACTIVE.value, None
+        ) | extra
         try:
-            response = client.put_events(
-                Entries=[
-                    {
-                        "Source": EVENT_SOURCE,
-                        "DetailType": "SessionStarted",
-                        "Detail": json.dumps(detail),
-                        "EventBusName": self.shared.event_bus_name,
-                    }
-                ]
-            )
-            if response.get("FailedEntryCount"):
-                log.error("SessionStarted event rejected: %s", response.get("Entries"))
-        except (ClientError, BotoCoreError) as exc:  # a lost notification must not stop the analysis
-            log.error("SessionStarted event failed: %s", exc)
+            self._publisher.publish(event_type, detail)
+        except (ClientError, BotoCoreError, EventPublishError) as exc:
+            log.error("%s event failed: %s", event_type.value, exc)
 
     # -------------------------------------------------------------------- end
     def _finish(self, reason: StopReason | None, *, error: str | None = None, flush: bool = True) -> int:
@@ -475,7 +484,8 @@ class Worker:
             extra={
                 "stopReason": reason.value if reason else "stop_requested",
                 "analysedFrames": self._pipeline.stats.analysed if self._pipeline else 0,
-                "droppedFrames": self._pipeline.stats.dropped if self._pipeline else 0,
+                "receivedFrames": self._pipeline.stats.received if self._pipeline else 0,
+                "skippedFrames": self._pipeline.stats.skipped if self._pipeline else 0,
                 "secondsWritten": self._written,
                 "speechSegmentsWritten": self._segments_written,
             },

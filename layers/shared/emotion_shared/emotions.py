@@ -32,11 +32,19 @@ EMOTION_KEY_LIMIT = 10_000_000_000_000
 
 @dataclass
 class Bucket:
-    """One second of one session. ``faces[track][emotion] = [count, probSum]``."""
+    """One second of one session. ``faces[track][emotion] = [count, probSum]``; ``frames``: the frames analysed
+    in that second; ``received``: the frames that arrived in it (analysed or not — a worker that cannot keep up
+    analyses fewer than it receives). ``received > 0`` with ``frames == 0`` is a second that was not looked
+    at, which is not the same as a second in which nobody was seen. Buckets written before ``received``
+    existed read it as ``frames``."""
 
     sec: int
     faces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     frames: int = 0
+    received: int = 0
+
+    def __post_init__(self) -> None:
+        self.received = max(self.received, self.frames)  # every analysed frame was received
 
     def observe(self, track: str, scores: Iterable[float]) -> str:
         """Add one observation of ``track`` with its probability per emotion; returns the dominant emotion."""
@@ -55,7 +63,14 @@ class Bucket:
             track: {emo: [int(c), round(float(s), 6)] for emo, (c, s) in per.items()}
             for track, per in self.faces.items()
         }
-        return {"sessionId": session_id, "sec": self.sec, "faces": faces, "frames": self.frames, "ttl": ttl}
+        return {
+            "sessionId": session_id,
+            "sec": self.sec,
+            "faces": faces,
+            "frames": self.frames,
+            "received": max(self.received, self.frames),
+            "ttl": ttl,
+        }
 
     @classmethod
     def from_raw(cls, item: Mapping[str, Any]) -> Bucket:
@@ -64,7 +79,9 @@ class Bucket:
             track: {emo: [int(v["L"][0]["N"]), float(v["L"][1]["N"])] for emo, v in per["M"].items()}
             for track, per in (item.get("faces") or {}).get("M", {}).items()
         }
-        return cls(sec=int(item["sec"]["N"]), faces=faces, frames=int((item.get("frames") or {"N": "0"})["N"]))
+        frames = int((item.get("frames") or {"N": "0"})["N"])
+        received = int((item.get("received") or {"N": str(frames)})["N"])
+        return cls(sec=int(item["sec"]["N"]), faces=faces, frames=frames, received=received)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Bucket:
@@ -72,7 +89,8 @@ class Bucket:
             str(track): {str(emo): [int(v[0]), float(v[1])] for emo, v in per.items()}
             for track, per in (item.get("faces") or {}).items()
         }
-        return cls(sec=int(item["sec"]), faces=faces, frames=int(item.get("frames", 0)))
+        frames = int(item.get("frames", 0))
+        return cls(sec=int(item["sec"]), faces=faces, frames=frames, received=int(item.get("received", frames)))
 
 
 def _round(x: float) -> float:
@@ -109,11 +127,23 @@ def interval_stats(buckets: Iterable[Bucket]) -> dict[str, Any]:
     return {"detectedFaces": len(acc), "emotions": emotions}
 
 
+def frame_counts(buckets: Iterable[Bucket]) -> dict[str, int]:
+    """``{received, analysed}``: the frames an interval's numbers are based on (``analysed``) out of those that
+    arrived in it (``received``)."""
+    received = analysed = 0
+    for bucket in buckets:
+        analysed += bucket.frames
+        received += max(bucket.received, bucket.frames)
+    return {"received": received, "analysed": analysed}
+
+
 def timeline(
     buckets: Iterable[Bucket], granularity: int, start: int = 0, end: int | None = None
 ) -> list[dict[str, Any]]:
-    """Intervals ``[start + k·g, start + (k+1)·g)`` (the last one clipped to ``end``); intervals in which no
-    face was seen are omitted."""
+    """Intervals ``[start + k·g, start + (k+1)·g)`` (the last one clipped to ``end``), each with its
+    :func:`frame_counts` as ``frames``. Intervals in which frames were analysed and no face was seen are
+    omitted; an interval whose frames arrived but could not be analysed (``frames.analysed`` 0) is listed, with
+    no faces: it was not looked at, which is not "nobody there"."""
     if granularity <= 0:
         raise ValueError("granularity must be positive")
     groups: dict[int, list[Bucket]] = {}
@@ -124,11 +154,12 @@ def timeline(
     entries = []
     for k in sorted(groups):
         stats = interval_stats(groups[k])
-        if stats["detectedFaces"] == 0:
+        frames = frame_counts(groups[k])
+        if stats["detectedFaces"] == 0 and not (frames["received"] and not frames["analysed"]):
             continue
         lo = start + k * granularity
         hi = lo + granularity if end is None else min(lo + granularity, end)
-        entries.append({"start": lo, "end": hi, **stats})
+        entries.append({"start": lo, "end": hi, **stats, "frames": frames})
     return entries
 
 
@@ -147,7 +178,7 @@ class EmotionStore:
     def read(self, session_id: str, start: int | None = None, end: int | None = None) -> Iterator[Bucket]:
         """Buckets with ``start <= sec < end``, in order. Keys from ``EMOTION_KEY_LIMIT`` up belong to other
         kinds of session data (the speech segments of :mod:`emotion_shared.audio`) and are never read here."""
-        names = {"#s": "sessionId", "#t": "sec", "#f": "faces", "#n": "frames"}
+        names = {"#s": "sessionId", "#t": "sec", "#f": "faces", "#n": "frames", "#r": "received"}
         lo = 0 if start is None else start
         hi = EMOTION_KEY_LIMIT if end is None else min(end, EMOTION_KEY_LIMIT)
         if hi <= lo:
@@ -157,7 +188,7 @@ class EmotionStore:
         pages = self._client.get_paginator("query").paginate(
             TableName=self._table,
             KeyConditionExpression=condition,
-            ProjectionExpression="#t, #f, #n",
+            ProjectionExpression="#t, #f, #n, #r",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ConsistentRead=True,

@@ -3,8 +3,10 @@
 Every event has source ``emotion-stream``, a detail-type of :class:`SessionEventType` and the detail
 ``{"sessionId", "user", "state", "stopReason"}`` (``stopReason`` is ``null`` while the session is active).
 The state machine publishes ``SessionFinished`` / ``SessionFailed`` with the same shape
-(``statemachine/session.asl.json``); the worker publishes ``SessionStarted``; the sweeper publishes
-``SessionFailed`` for sessions it ends when no execution is left to do it.
+(``statemachine/session.asl.json``); the worker publishes ``SessionStarted``, and ``SessionDegraded`` /
+``SessionRecovered`` (at most one a minute, with the load figures added to the detail) when its analysis falls
+behind the stream and catches up again; the sweeper publishes ``SessionFailed`` for sessions it ends when no
+execution is left to do it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class SessionEventType(StrEnum):
     STARTED = "SessionStarted"
     FINISHED = "SessionFinished"
     FAILED = "SessionFailed"
+    # the worker cannot keep up with the stream (fewer analyses per second than asked, lag, frames skipped) /
+    # keeps up again; the detail adds analysesPerSecond, targetAnalysesPerSecond, lagSeconds, lagP95Seconds
+    DEGRADED = "SessionDegraded"
+    RECOVERED = "SessionRecovered"
 
     @classmethod
     def for_end_state(cls, state: str) -> SessionEventType:

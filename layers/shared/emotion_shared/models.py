@@ -171,7 +171,7 @@ def session_view(item: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "healthCheck": meta_in.get("healthCheck"),
         "workerState": meta_in.get("workerState", WorkerState.PENDING.value),
     }
-    for optional in ("stopReason", "error", "stats"):
+    for optional in ("stopReason", "error", "stats", "degraded"):
         if meta_in.get(optional) is not None:
             meta[optional] = meta_in[optional]
     config = item.get("config") or {}

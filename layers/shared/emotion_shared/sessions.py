@@ -325,9 +325,10 @@ class SessionRepository:
         *,
         sources: list[dict[str, Any]] | None = None,
         stats: dict[str, Any] | None = None,
+        degraded: bool | None = None,
         task_arn: str | None = None,
     ) -> HeartbeatResult:
-        """The worker's once-a-second write: heartbeat + state (+ sources/stats), reading back the stop flag.
+        """The worker's once-a-second write: heartbeat + state (+ sources/stats/degraded), reading back the stop flag.
 
         Conditioned on the session being active with no stop requested, so it can never undo a stop.
         """
@@ -344,6 +345,9 @@ class SessionRepository:
         if stats is not None:
             sets.append("meta.stats = :stats")
             values[":stats"] = serialize_value(stats)
+        if degraded is not None:
+            sets.append("meta.degraded = :dg")
+            values[":dg"] = {"BOOL": degraded}
         if task_arn is not None:
             sets.append("taskArn = :task")
             values[":task"] = {"S": task_arn}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..emotions import Bucket, interval_stats, totals
+from ..emotions import Bucket, frame_counts, interval_stats, totals
 
 
 def period_of(sec: int, freq: int) -> int:
@@ -71,3 +71,9 @@ def counts_data(buckets: Iterable[Bucket]) -> dict[str, int]:
 def intensities_data(buckets: Iterable[Bucket]) -> dict[str, Any]:
     """``sei`` data: ``{emotion: {people, quantity, intensity}}`` — the REST timeline entry's ``emotions``."""
     return dict(interval_stats(buckets)["emotions"])
+
+
+def frames_extra(buckets: Iterable[Bucket]) -> dict[str, Any]:
+    """The fifth element of an emotion event: ``{"frames": {"received", "analysed"}}`` — how many frames the
+    period's numbers are based on, out of those that arrived (the REST timeline entry's ``frames``)."""
+    return {"frames": frame_counts(buckets)}

@@ -198,6 +198,12 @@ def is_subscription_id(value: str) -> bool:
     return bool(_SUBSCRIPTION_ID_RE.match(value))
 
 
-def event(subscription_id: str, timestamp_ms: int, event_type: str, data: Any) -> str:
-    """``[subscriptionId, eventTimestamp, type, [data]]``."""
-    return dumps([subscription_id, timestamp_ms, event_type, [data]])
+def event(
+    subscription_id: str, timestamp_ms: int, event_type: str, data: Any, extra: dict[str, Any] | None = None
+) -> str:
+    """``[subscriptionId, eventTimestamp, type, [data]]``, plus a fifth element ``extra`` when given (the emotion
+    channels' ``{"frames": {"received", "analysed"}}``: the reference's four elements stay where they were)."""
+    message: list[Any] = [subscription_id, timestamp_ms, event_type, [data]]
+    if extra is not None:
+        message.append(extra)
+    return dumps(message)

@@ -216,15 +216,23 @@ class Publisher:
         buckets = self._period_buckets(result, session_id, group, due)
 
         data: dict[tuple[int, int, Channel], Any] = {}
+        extras: dict[tuple[int, int], dict[str, Any]] = {}
+
+        def inside(freq: int, period: int) -> list[Bucket]:
+            start, end = periods.bounds(period, freq)
+            return [b for sec, b in buckets.items() if start <= sec < end]
 
         def payload(freq: int, period: int, channel: Channel) -> Any:
             key = (freq, period, channel)
             if key not in data:
-                start, end = periods.bounds(period, freq)
-                inside = [b for sec, b in buckets.items() if start <= sec < end]
-                data[key] = (periods.counts_data(inside) if channel is Channel.EMOTION_COUNTS
-                             else periods.intensities_data(inside))
+                data[key] = (periods.counts_data(inside(freq, period)) if channel is Channel.EMOTION_COUNTS
+                             else periods.intensities_data(inside(freq, period)))
             return data[key]
+
+        def extra(freq: int, period: int) -> dict[str, Any]:
+            if (freq, period) not in extras:
+                extras[(freq, period)] = periods.frames_extra(inside(freq, period))
+            return extras[(freq, period)]
 
         messages = []
         for s in subscribers:
@@ -233,7 +241,7 @@ class Publisher:
                 ts = s.origin_ms + periods.bounds(period, s.freq)[1] * 1000
                 messages.append(
                     (s.connection_id, protocol.event(s.subscription_id, ts, s.channel.event_type,
-                                                     payload(s.freq, period, s.channel)))
+                                                     payload(s.freq, period, s.channel), extra(s.freq, period)))
                 )
         if messages:
             self._deliver(result, session_id, subscribers, messages)
