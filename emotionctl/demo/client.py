@@ -59,8 +59,8 @@ class Channels:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
                 data = json.loads(message.data)
-                if isinstance(data, list) and len(data) == 4:
-                    _, stamp, kind, payload = data
+                if isinstance(data, list) and len(data) >= 4:  # a fifth element (frames) may follow
+                    _, stamp, kind, payload = data[:4]
                     self.events.put_nowait((str(kind), int(stamp), payload[0] if payload else None))
                 elif isinstance(data, dict):
                     future = self._replies.pop(data.get("id"), None)  # type: ignore[arg-type]
