@@ -98,7 +98,9 @@ def test_a_connection_through_the_handlers(env: RecordingManagement, dynamodb: A
     assert publisher.invoke(records) == {"batchItemFailures": []}
     expected = Bucket(sec=4, faces={"t1": {"happiness": [4, 3.6], "neutral": [1, 0.55]},
                                     "t2": {"surprise": [5, 3.5]}})
-    assert env.posts[CONNECTION][-1] == [counts, session["createdAtMs"] + 5000, "sec", [totals([expected])]]
+    assert env.posts[CONNECTION][-1] == [
+        counts, session["createdAtMs"] + 5000, "sec", [totals([expected])], {"frames": {"received": 5, "analysed": 5}}
+    ]
     # $disconnect forgets everything
     assert ws.invoke(event("ws/disconnect.json")) == {"statusCode": 200}
     assert store.get(CONNECTION) is None
