@@ -347,6 +347,11 @@ def _to_frame(window: Window, size: int, boxes: np.ndarray, points: np.ndarray) 
     return (boxes.reshape(-1, 2, 2) * f + origin).reshape(-1, 4), points * f + origin
 
 
+# A re-located face needs this score: real faces score ~0.8-0.95 on their crop, while the textured background a
+# face has just left scores up to ~0.6 and would keep the departed face alive.
+RELOCATION_THRESHOLD = 0.7
+
+
 class FaceRelocator:
     """Re-locates known faces: BlazeFace short range on a square crop (``crop_scale`` x the box's longer
     side, centred on the box) resized to 128x128; all faces of a frame in one batched call.
@@ -361,7 +366,7 @@ class FaceRelocator:
         threads: int = 1,
         *,
         crop_scale: float = 2.0,
-        score_threshold: float = 0.5,
+        score_threshold: float = RELOCATION_THRESHOLD,
         min_iou: float = 0.2,
     ) -> None:
         if crop_scale < 1.0:

@@ -64,11 +64,6 @@ class FrameLike(Protocol):
     # and ``skipped_from`` (float | None), the wall clock at which the first of them was read
 
 
-# BlazeFace short range's score for a face it re-locates on a crop: real faces score ~0.8-0.95; textured background
-# where a face just was scores up to ~0.6, and would keep a face that left alive.
-RELOCATION_THRESHOLD = 0.7
-
-
 @dataclass(frozen=True, slots=True)
 class AnalyzerOptions:
     """What a deployment may tune about perception (worker environment, ``emotionctl analyze`` flags).
@@ -125,7 +120,7 @@ class FrameAnalyzer:
         files = models.load_manifest(model_dir)
         finder = FaceFinder(
             detectors.CenterFaceDetector(files.path("centerface"), threads, max_faces=opts.max_faces),
-            detectors.FaceRelocator(files.path("face_relocator"), threads, score_threshold=RELOCATION_THRESHOLD),
+            detectors.FaceRelocator(files.path("face_relocator"), threads),
             discovery_interval=opts.discovery_interval,
             min_face=opts.min_face,
             max_faces=opts.max_faces,
