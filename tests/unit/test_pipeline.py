@@ -3,6 +3,7 @@ real photo."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,27 @@ def test_rate_gate_burst_at_start_is_not_late() -> None:
     decisions = [gate.decide(i / 30, 50.0 + i * 0.0001, 50.0 + i * 0.0001) for i in range(30)]
     decisions += [gate.decide(1 + i / 30, 50.01 + i / 30, 50.012 + i / 30) for i in range(60)]
     assert decisions == [Decision.ANALYSE] * 90
+
+
+def test_frame_time_follows_the_stream_timestamps_through_a_burst_and_across_reconnections() -> None:
+    """The finder's clock: a burst of frames (cached GOP at connect) keeps its 1/fps spacing, so a moving face
+    is not extrapolated off the frame; a reconnection moves it on by the wall-clock gap; it never goes back."""
+    gate = RateGate(5.0)
+    times = []
+    for i in range(15):  # 1 s of frames received within 15 ms
+        gate.decide(i / 15, 50.0 + i * 0.001, 50.0 + i * 0.001)
+        times.append(gate.frame_time)
+    assert times[0] == 50.0
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [round(1 / 15, 6)] * 14
+    assert gate.stream_time < times[-1]  # the expected arrival bunched the burst up
+
+    gate.reset()  # a new connection 3 s later: timestamps restart at 0
+    gate.decide(0.0, 50.014 + 3.0, 50.014 + 3.0)
+    assert gate.frame_time == pytest.approx(times[-1] + 3.0)
+    gate.decide(1000.0, 53.1, 53.1)  # timestamps leapt forward: our clock measures the step
+    assert gate.frame_time == pytest.approx(times[-1] + 3.0 + 0.086)
+    gate.decide(0.5, 53.2, 53.2)  # ... and back (a wrapped clock): resynchronised, not rewound
+    assert gate.frame_time == pytest.approx(times[-1] + 3.0 + 0.186)
 
 
 def test_rate_gate_resyncs_when_timestamps_restart() -> None:

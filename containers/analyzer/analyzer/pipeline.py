@@ -147,6 +147,9 @@ class Decision(Enum):
     CATCH_UP = "catch_up"  # due, but stale: newer frames are queued behind it, one of them is analysed instead
 
 
+MAX_TIMESTAMP_STEP = 10.0  # s: consecutive frames further apart than this are a discontinuity, not a recording gap
+
+
 class RateGate:
     """Chooses the frames to analyse: ``fps`` per second of stream time, the newest frame available, never none.
 
@@ -176,6 +179,10 @@ class RateGate:
         self.max_lag = max_lag
         self.max_wait = max_wait
         self._edge = LiveEdge(drift)
+        # the tracker's clock (see ``frame_time``): survives reconnections, so an absence is measured across them
+        self.frame_time = 0.0
+        self._frame_anchor: tuple[float, float] | None = None  # (stream time t, frame_time) of the segment's start
+        self._last_received: float | None = None
         self.reset(stream_fps)
 
     def reset(self, stream_fps: float | None = None) -> None:
@@ -190,6 +197,7 @@ class RateGate:
         self._edge.reset()
         self.stream_time = 0.0  # the last frame's expected arrival (wall clock paced by the stream's timestamps)
         self.lag = 0.0  # the last frame's lag behind the live edge
+        self._frame_anchor = None
 
     @property
     def target_fps(self) -> float | None:
@@ -206,6 +214,8 @@ class RateGate:
                 self._edge.reset()
             self._t0 = t
             self._last_slot = -1
+            self._frame_anchor = None
+        self._advance_frame_time(t, received)
         self._last_t = t
         if self.fps is None:
             due = True
@@ -225,6 +235,21 @@ class RateGate:
             self._owed_since = None
             return Decision.ANALYSE
         return Decision.CATCH_UP
+
+    def _advance_frame_time(self, t: float, received: float) -> None:
+        """``frame_time``: the last frame's time for motion and absence, on our clock's scale but paced by the
+        stream's own timestamps within a segment. Frames that arrive in a burst (a server's cached GOP at
+        connect, a backlog read after a stall) are 1/fps apart on it, as they were filmed — the expected arrival
+        (``stream_time``) bunches them up, and a tracker fed with it would read their motion as a leap. Across a
+        new segment, or a leap of the timestamps, it moves on by our clock's gap; it never goes back."""
+        if self._frame_anchor is not None and t - self._last_t > MAX_TIMESTAMP_STEP:
+            self._frame_anchor = None  # timestamps leapt forward (a publisher restarted): our clock measures the gap
+        if self._frame_anchor is None:
+            gap = 0.0 if self._last_received is None else max(0.0, received - self._last_received)
+            self._frame_anchor = (t, (received if self._last_received is None else self.frame_time + gap))
+        anchor_t, anchor_time = self._frame_anchor
+        self.frame_time = max(self.frame_time, anchor_time + (t - anchor_t))
+        self._last_received = received
 
     def settle(self) -> None:
         """The owed analysis was done on a frame the gate passed over (the pipeline's own rule)."""
@@ -438,9 +463,9 @@ class Pipeline:
                 return
         started = time.perf_counter() if self.latencies is not None else 0.0
         lag = self.gate.lag
-        # the tracker runs on stream time: frames that arrive in a burst (a server's cached GOP at connect) are
-        # still 1/fps apart for it, so their motion is not mistaken for a jump
-        analysis = self.analyzer.analyse(frame.luma, self.gate.stream_time, frame.chroma)
+        # the finder runs on the stream's own timestamps (RateGate.frame_time): frames that arrive in a burst are
+        # still 1/fps apart for it, so their motion is not mistaken for a leap
+        analysis = self.analyzer.analyse(frame.luma, self.gate.frame_time, frame.chroma)
         with self._lock:
             current = self._second(sec)
             if current is None:
