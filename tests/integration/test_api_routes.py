@@ -471,6 +471,8 @@ def test_unknown_routes_and_methods(api: Api) -> None:
         assert resp.status == 404 and resp.body["status"] == 404 and resp.body["code"] == "route_not_found"
     for method, path, allow in [
         ("PUT", "/v1/sessions", "GET, POST"),
+        ("TRACE", "/v1/sessions", "GET, POST"),
+        ("OPTIONS", f"/v1/sessions/{sid}/viewer-tokens/abc", "DELETE"),
         ("PATCH", f"/v1/sessions/{sid}", "DELETE, GET"),
         ("GET", f"/v1/sessions/{sid}/stop", "POST"),
         ("DELETE", f"/v1/sessions/{sid}/emotions", "GET"),
