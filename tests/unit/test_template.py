@@ -271,3 +271,20 @@ def test_analyzer_perception_defaults_are_the_analyzers_own(sam: dict[str, Any])
     assert params["AnalyzerExpressionModel"]["Default"] == defaults.classifier
     check_classifier_name(params["AnalyzerExpressionModel"]["Default"])
     assert re.fullmatch(params["AnalyzerMinFaceHeight"]["AllowedPattern"], str(defaults.min_face))
+
+
+def test_the_analyzer_image_has_its_home_in_the_stack(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
+    """The stack's own ECR repository (immutable tags) is where the image is pushed; the task runs
+    AnalyzerImageUri (a tag or digest of it, never :latest) and its execution role pulls from that repository only."""
+    repository = sam["Resources"]["AnalyzerRepository"]
+    assert repository["Type"] == "AWS::ECR::Repository"
+    assert repository["Properties"]["ImageTagMutability"] == "IMMUTABLE"
+    assert sam["Outputs"]["AnalyzerRepositoryUri"]["Value"] == {"Fn::GetAtt": ["AnalyzerRepository", "RepositoryUri"]}
+    pattern = re.compile(sam["Parameters"]["AnalyzerImageUri"]["AllowedPattern"])
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/emotion-stream-dev/analyzer"
+    assert pattern.match(f"{uri}:1.4.0") and pattern.match(f"{uri}@sha256:{'a' * 64}")
+    assert not pattern.match(uri) and not pattern.match(f"{uri}:latest")
+    (container,) = sam["Resources"]["AnalyzerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["Image"] == {"Ref": "AnalyzerImageUri"}
+    pulls = [s for s in _statements(cfn["Resources"]["AnalyzerExecutionRole"]) if "ecr:BatchGetImage" in s["Action"]]
+    assert [s["Resource"] for s in pulls] == [{"Fn::GetAtt": ["AnalyzerRepository", "Arn"]}]
