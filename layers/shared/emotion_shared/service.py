@@ -128,8 +128,8 @@ def _parse_bound(name: str, value: str | None, *, end_of_day: bool) -> int | Non
             moment = (datetime.max if day.startswith("9999") else datetime.min).replace(tzinfo=UTC)
     except ValueError:
         raise InvalidRequest(
-            f"query parameter '{name}' must be an ISO-8601 (RFC 3339) date or date-time, e.g. 2024-04-01 or "
-            f"2024-04-01T10:30:00.000Z (got {value[:40]!r})"
+            f"query parameter '{name}' must be an ISO-8601 date or date-time as RFC 3339 writes them, e.g. "
+            f"2024-04-01 or 2024-04-01T10:30:00.000Z (got {value[:40]!r})"
         ) from None
     return int(moment.timestamp() * 1000)
 
