@@ -18,14 +18,15 @@ APT_PACKAGES := ffmpeg stunnel4 openssl python3-gi gir1.2-gst-rtsp-server-1.0 gs
 REQUIREMENTS := requirements-dev.txt layers/shared/requirements.txt containers/analyzer/requirements.txt \
 	requirements-build.txt pyproject.toml
 
-.PHONY: help setup run test test-slow lint bench clean distclean models apt evalset dashboard
+.PHONY: help setup run test test-slow lint build bench clean distclean models apt evalset dashboard
 
 help:
 	@echo "make setup      virtualenv (Python $(PYTHON_VERSION)), dependencies, Debian packages, models, dashboard"
 	@echo "make run        setup, then start the local stack (prints the URL and a dev token)"
 	@echo "make test       setup, then the test suite without the slow tests"
 	@echo "make test-slow  the slow tests only"
-	@echo "make lint       ruff + mypy + cfn-lint"
+	@echo "make lint       ruff + mypy + cfn-lint + sam validate --lint"
+	@echo "make build      sam build (the Lambda functions and the shared layer, into .aws-sam/build)"
 	@echo "make bench      the benchmarks in bench/ (BENCH=api for one)"
 	@echo "make clean      remove caches and local state (keeps .venv and build/)"
 
@@ -104,11 +105,29 @@ test: setup
 test-slow: setup
 	@rc=0; $(PY) -m pytest -m slow $(PYTEST_ARGS) || rc=$$?; echo $$rc > .local/pytest.rc; exit $$rc
 
-lint: $(STAMPS)/venv $(NPM_STAMP)
+lint: $(STAMPS)/venv $(STAMPS)/sam $(NPM_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy layers/shared/emotion_shared containers/analyzer/analyzer emotionctl
 	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_ENV) $(SAM) validate --lint --template-file template.yaml
 	cd dashboard && npx --no-install eslint . && npx --no-install tsc --noEmit
+
+# The AWS SAM CLI in its own virtualenv (requirements-sam.txt, every package pinned): its boto3, samtranslator
+# and cfn-lint pins differ from the project's. Created with the same Python 3.12 as .venv.
+SAM_VENV := .local/sam-venv
+SAM := $(SAM_VENV)/bin/sam
+# No telemetry. sam build's Python workflow runs `python3.12 -m pip` from PATH: the SAM virtualenv's own.
+SAM_ENV := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH"
+$(STAMPS)/sam: requirements-sam.txt | $(PY)
+	@test -x $(SAM_VENV)/bin/python || $(PY) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-sam.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+# sam build without Docker: the python3.12 functions and the SharedLayer (BuildMethod python3.12, arm64) are
+# built by pip, which fetches the layer's arm64 wheels (layers/shared/requirements.txt). Then
+# `$(SAM) deploy` deploys .aws-sam/build (README "Deploying to AWS").
+build: $(STAMPS)/sam
+	$(SAM_ENV) $(SAM) build --template-file template.yaml
 
 BENCH ?=
 bench: setup

@@ -350,6 +350,9 @@ def test_list_filters_state_type_and_time(api: Api, moto_server: Any, api_env: d
     assert set(ids(**{"from": day, "to": day})) == {active["_id"], done}  # a bare `to` date is the whole day
     assert ids(to="2001-01-01") == [] and ids(**{"from": "2999-01-01T00:00:00Z"}) == []
     assert set(ids(**{"from": "2001-01-01T00:00:00+02:00"})) == {active["_id"], done}
+    # the ends of time (an offset past year 9999) and a leap second are valid RFC 3339: accepted
+    assert set(ids(to="9999-12-31T23:59:59-01:00")) == {active["_id"], done}
+    assert ids(**{"from": "9999-12-31"}) == [] and ids(to="2016-12-31T23:59:60Z") == []
 
 
 @pytest.mark.parametrize(
@@ -365,6 +368,10 @@ def test_list_filters_state_type_and_time(api: Api, moto_server: Any, api_env: d
         ({"type": "video"}, "query parameter 'type' must be 'live_analysis'"),
         ({"from": "yesterday"}, "query parameter 'from' must be an ISO-8601 date"),
         ({"to": "2024-13-45"}, "query parameter 'to' must be an ISO-8601 date"),
+        # what docs/openapi.yaml declares (RFC 3339), no more: no seconds, no offset, a space, a basic format
+        ({"from": "2024-04-01T10:30"}, "query parameter 'from' must be an ISO-8601 date or date-time as RFC 3339"),
+        ({"from": "2024-04-01 10:30:00Z"}, "query parameter 'from' must be an ISO-8601 date"),
+        ({"to": "20240401"}, "query parameter 'to' must be an ISO-8601 date"),
         ({"from": "2024-05-01", "to": "2024-04-01"}, "'from' must not be later than 'to'"),
         ({"limt": "5"}, "unknown query parameter(s) limt"),
     ],
@@ -471,6 +478,8 @@ def test_unknown_routes_and_methods(api: Api) -> None:
         assert resp.status == 404 and resp.body["status"] == 404 and resp.body["code"] == "route_not_found"
     for method, path, allow in [
         ("PUT", "/v1/sessions", "GET, POST"),
+        ("TRACE", "/v1/sessions", "GET, POST"),
+        ("OPTIONS", f"/v1/sessions/{sid}/viewer-tokens/abc", "DELETE"),
         ("PATCH", f"/v1/sessions/{sid}", "DELETE, GET"),
         ("GET", f"/v1/sessions/{sid}/stop", "POST"),
         ("DELETE", f"/v1/sessions/{sid}/emotions", "GET"),

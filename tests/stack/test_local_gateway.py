@@ -229,10 +229,22 @@ def test_cached_policy_is_evaluated_against_each_route(gateway: Gateway) -> None
 
 
 # ------------------------------------------------------------------ routing and gateway responses
-def test_unknown_route_and_method_are_404_in_the_reference_body(gateway: Gateway) -> None:
+def test_unknown_route_is_404_in_the_reference_body(gateway: Gateway) -> None:
     _reference_error(gateway.request("GET", "/v2/nothing"), 404)
-    _reference_error(gateway.request("PUT", "/v1/sessions"), 404)
     _reference_error(gateway.request("GET", "/v1/sessions/a/b/c/d"), 404)
+
+
+def test_an_undeclared_method_on_a_known_path_reaches_the_function_through_any(gateway: Gateway) -> None:
+    """template.yaml gives each path a catch-all ANY (the function answers 405): a declared method still takes
+    precedence, as in API Gateway, and the authorizer runs first."""
+    for method in ("PUT", "TRACE", "OPTIONS"):
+        response = gateway.request(method, "/v1/sessions/abc")
+        assert response.status_code == 200, (method, response.text)  # the fixture function echoes its event
+        event = response.json()["event"]
+        assert (event["httpMethod"], event["resource"]) == (method, "/v1/sessions/{id}")
+        assert event["pathParameters"] == {"id": "abc"}
+    assert gateway.request("POST", "/v1/sessions/abc/stop").json()["event"]["httpMethod"] == "POST"
+    _reference_error(gateway.request("TRACE", "/v1/sessions", token=None), 401)
 
 
 def test_function_error_is_502_in_the_reference_body(gateway: Gateway) -> None:

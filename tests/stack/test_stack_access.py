@@ -241,9 +241,8 @@ def error_routes(stack: StackProcess) -> list[tuple[str, str, str | None, dict[s
         ("GET", "/v1/sessions", None, {}, 401, "unauthorized"),
         ("GET", "/v1/sessions", "emo_not-a-token", {}, 401, "unauthorized"),
         ("GET", "/v2/nothing", None, {}, 404, "route_not_found"),
-        # An undeclared method is API Gateway's "missing authentication token" (404) before any function runs;
-        # method_not_allowed (405) is the handler's answer, tested through the handlers.
-        ("PUT", "/v1/sessions", user, {}, 404, "route_not_found"),
+        # An undeclared method on a known path reaches the function through the path's catch-all ANY: 405.
+        ("PUT", "/v1/sessions", user, {}, 405, "method_not_allowed"),
         ("GET", "/v1/sessions", user, {"params": {"limit": "0"}}, 400, "validation_failed"),
         ("POST", "/v1/sessions", user, {"json": {"name": "x", "streamUri": "http://x"}}, 400, "invalid_stream_uri"),
         ("GET", "/v1/sessions/" + "0" * 24, user, {}, 404, "session_not_found"),

@@ -129,20 +129,14 @@ def test_rest_api_has_the_request_authorizer_on_every_route(sam: dict[str, Any],
         for method, operation in methods.items():
             routes.add((method.upper(), path))
             assert operation["security"] == [{next(iter(schemes)): []}], (method, path)
-    assert routes == {
-        ("POST", "/v1/sessions"),
-        ("GET", "/v1/sessions"),
-        ("GET", "/v1/sessions/{id}"),
-        ("DELETE", "/v1/sessions/{id}"),
-        ("POST", "/v1/sessions/{id}/stop"),
-        ("GET", "/v1/sessions/{id}/emotions"),
-        ("GET", "/v1/sessions/{id}/emotions/timeline"),
-        ("POST", "/v1/sessions/{id}/viewer-tokens"),
-        ("GET", "/v1/sessions/{id}/viewer-tokens"),
-        ("DELETE", "/v1/sessions/{id}/viewer-tokens/{tokenId}"),
-        ("GET", "/v1/sessions/{id}/audio/transcription-sentiment"),
-        ("GET", "/v1/sessions/{id}/audio/transcript"),
-    }
+    # The routes the REST app declares (emotion_shared.rest.routes), and on each of their paths API Gateway's
+    # catch-all ANY, so that another method reaches the function and is answered 405 with Allow.
+    from emotion_shared.rest.routes import ROUTES
+
+    declared = {(method, path) for path, methods in ROUTES.items() for method in methods}
+    catch_all = {("X-AMAZON-APIGATEWAY-ANY-METHOD", path) for path in ROUTES}
+    assert routes == declared | catch_all
+    assert ("POST", "/v1/sessions") in routes and ("DELETE", "/v1/sessions/{id}/viewer-tokens/{tokenId}") in routes
 
 
 def test_gateway_responses_use_the_reference_error_body(cfn: dict[str, Any]) -> None:
@@ -277,3 +271,20 @@ def test_analyzer_perception_defaults_are_the_analyzers_own(sam: dict[str, Any])
     assert params["AnalyzerExpressionModel"]["Default"] == defaults.classifier
     check_classifier_name(params["AnalyzerExpressionModel"]["Default"])
     assert re.fullmatch(params["AnalyzerMinFaceHeight"]["AllowedPattern"], str(defaults.min_face))
+
+
+def test_the_analyzer_image_has_its_home_in_the_stack(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
+    """The stack's own ECR repository (immutable tags) is where the image is pushed; the task runs
+    AnalyzerImageUri (a tag or digest of it, never :latest) and its execution role pulls from that repository only."""
+    repository = sam["Resources"]["AnalyzerRepository"]
+    assert repository["Type"] == "AWS::ECR::Repository"
+    assert repository["Properties"]["ImageTagMutability"] == "IMMUTABLE"
+    assert sam["Outputs"]["AnalyzerRepositoryUri"]["Value"] == {"Fn::GetAtt": ["AnalyzerRepository", "RepositoryUri"]}
+    pattern = re.compile(sam["Parameters"]["AnalyzerImageUri"]["AllowedPattern"])
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/emotion-stream-dev/analyzer"
+    assert pattern.match(f"{uri}:1.4.0") and pattern.match(f"{uri}@sha256:{'a' * 64}")
+    assert not pattern.match(uri) and not pattern.match(f"{uri}:latest")
+    (container,) = sam["Resources"]["AnalyzerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["Image"] == {"Ref": "AnalyzerImageUri"}
+    pulls = [s for s in _statements(cfn["Resources"]["AnalyzerExecutionRole"]) if "ecr:BatchGetImage" in s["Action"]]
+    assert [s["Resource"] for s in pulls] == [{"Fn::GetAtt": ["AnalyzerRepository", "Arn"]}]

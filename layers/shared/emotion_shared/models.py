@@ -69,7 +69,10 @@ class _Strict(BaseModel):
 
 class SessionConfigIn(_Strict):
     removeMedia: bool = True
-    analysisFps: float = Field(default=5.0, gt=0, le=60, description="Analyses per second (≥ stream fps: every frame)")
+    # At least one analysis every 10 s ("> 0" let 5e-324 through, which DynamoDB cannot store: a 500).
+    analysisFps: float = Field(
+        default=5.0, ge=0.1, le=60, description="Analyses per second (≥ stream fps: every frame)"
+    )
     audioAnalysis: bool = Field(
         default=True,
         strict=True,

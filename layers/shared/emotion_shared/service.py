@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -96,20 +97,40 @@ def _failure_text(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# What docs/openapi.yaml declares for ``from``/``to``: an RFC 3339 ``full-date`` or ``date-time`` (section 5.6;
+# ``T`` and ``Z`` in either case, any number of second fractions, a leap second's ``:60``), nothing else.
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})(?:[Tt](\d{2}:\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?", re.ASCII
+)
+
+
 def _parse_bound(name: str, value: str | None, *, end_of_day: bool) -> int | None:
-    """ISO-8601 date or date-time → epoch ms. A bare date as ``to`` means the end of that day."""
+    """RFC 3339 date or date-time → epoch ms (UTC without an offset). A bare date as ``to`` means the end of
+    that day."""
     if value is None:
         return None
-    text = value.strip()
+    found = _RFC3339.fullmatch(value)
     try:
-        moment = parse_iso(text)
+        if found is None:
+            raise ValueError("not an RFC 3339 date or date-time")
+        day, minutes, seconds, fraction, offset = found.groups()
+        try:
+            if minutes is None:
+                moment = parse_iso(day)
+                if end_of_day:
+                    moment = datetime.combine(moment.date() + timedelta(days=1), time(), tzinfo=UTC)
+                    moment -= timedelta(milliseconds=1)
+            else:
+                leap = seconds == "60"  # a leap second: its instant is the next second's
+                moment = parse_iso(f"{day}T{minutes}:{'59' if leap else seconds}{fraction or ''}{offset.upper()}")
+                moment += timedelta(seconds=1 if leap else 0)
+        except OverflowError:  # an offset or the end of the day takes it past year 1 or 9999: the end of time
+            moment = (datetime.max if day.startswith("9999") else datetime.min).replace(tzinfo=UTC)
     except ValueError:
         raise InvalidRequest(
-            f"query parameter '{name}' must be an ISO-8601 date or date-time, e.g. 2024-04-01 or "
-            f"2024-04-01T10:30:00.000Z (got {value[:40]!r})"
+            f"query parameter '{name}' must be an ISO-8601 date or date-time as RFC 3339 writes them, e.g. "
+            f"2024-04-01 or 2024-04-01T10:30:00.000Z (got {value[:40]!r})"
         ) from None
-    if end_of_day and len(text) == 10:  # YYYY-MM-DD
-        moment = datetime.combine(moment.date() + timedelta(days=1), time(), tzinfo=UTC) - timedelta(milliseconds=1)
     return int(moment.timestamp() * 1000)
 
 
