@@ -26,6 +26,7 @@ import boto3
 import pytest
 import requests
 from emotion_shared.auth import create_token
+from emotion_shared.lifecycle_events import validate_event
 from stack_support import StackProcess, start_stack
 from websocket_support import Client, connected, ws_url
 
@@ -57,7 +58,8 @@ def wait_for[T](probe: Callable[[], T | None], what: str, timeout: float = SESSI
 # ------------------------------------------------------------------------------------------------ events
 @dataclass
 class EventLog:
-    """Everything the event bus delivered to a capture queue (a rule → SQS target in the embedded AWS)."""
+    """Everything the event bus delivered to a capture queue (a rule → SQS target in the embedded AWS), each event
+    checked against the lifecycle event contract (``validate_event`` raises on any mismatch)."""
 
     sqs: Any
     queue_url: str
@@ -71,7 +73,9 @@ class EventLog:
                 if not batch:
                     return
                 for message in batch:
-                    self.received.append(json.loads(message["Body"]))
+                    event = json.loads(message["Body"])
+                    validate_event(event)
+                    self.received.append(event)
                     self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def of(self, session_id: str) -> list[dict[str, Any]]:

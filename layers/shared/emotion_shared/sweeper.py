@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .clock import iso_ms, now_ms, parse_iso
 from .config import ConfigError
-from .events import EventPublisher, EventPublishError
+from .lifecycle_events import EventPublisher, EventPublishError
 from .models import SessionState, StopReason, WorkerState
 from .sessions import SessionRepository
 
