@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -41,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from emotionctl.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,6 @@ def _system_env() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ sockets
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def listening(port: int) -> bool:
     """True when some socket LISTENs on ``port`` (from /proc/net/tcp{,6}; no connection is made)."""
     needle = f":{port:04X}"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testsupport
 from emotion_shared.emotions import Bucket, EmotionStore, interval_stats
 from emotion_shared.sessions import Limits, SessionRepository
 
@@ -77,14 +78,7 @@ class WorkerRun:
         return list(self.store.read(self.session_id))
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited ({self.process.returncode}) before {what}:\n{self.log()}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {what} within {timeout} s:\n{self.log()}")
+        testsupport.wait_for(predicate, timeout, what, process=self.process, context=self.log)
 
     def wait_exit(self, timeout: float) -> tuple[int, float]:
         started = time.monotonic()
@@ -249,7 +243,7 @@ def test_above_1080p_ends_with_resolution_exceeded_and_no_emotion_data(
 
 
 def test_unreachable_stream_fails_within_the_window(run_worker: Callable[..., WorkerRun]) -> None:
-    from emotionctl.media.sources import free_port
+    from testsupport import free_port
 
     started = time.monotonic()
     run = run_worker(f"rtmp://127.0.0.1:{free_port()}/live/unreachable-key", window=2.0)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import testsupport
 from analyzer.finder import FaceFinder
 from analyzer.ingest import IngestError, ResolutionExceeded, StreamEnded, StreamUnreachable, UnsupportedStream
 from analyzer.pipeline import FrameAnalyzer
@@ -246,12 +247,7 @@ class Run:
         return list(self.store.read(self.session_id))
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not met in time")
+        testsupport.wait_for(predicate, timeout, "the condition")
 
 
 @pytest.fixture

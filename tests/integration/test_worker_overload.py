@@ -29,6 +29,7 @@ from typing import Any
 
 import boto3
 import pytest
+import testsupport
 from emotion_shared.emotions import EmotionStore
 from emotion_shared.sessions import Limits, SessionRepository
 
@@ -86,15 +87,9 @@ class Starver(threading.Thread):
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, process: subprocess.Popen[bytes],
              log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not seen (exit {process.poll()})\n{log.read_text(errors='replace')[-4000:]}")
+    return testsupport.wait_for(
+        predicate, timeout, what, interval=0.2, process=process, context=lambda: log.read_text(errors="replace")[-4000:]
+    )
 
 
 @pytest.fixture

@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 import requests
+import testsupport
 from emotion_shared.auth import create_token
 from emotion_shared.lifecycle_events import validate_event
 from stack_support import StackProcess, start_stack
@@ -32,7 +33,7 @@ from websocket_support import Client, connected, ws_url
 
 from emotionctl.local.orchestration import capture_events
 from emotionctl.media import RtmpSource, make_face_clip, require_tools
-from emotionctl.media.sources import ToolMissing, free_port
+from emotionctl.media.sources import ToolMissing
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 
@@ -44,15 +45,8 @@ EXIT_WITHIN = 10.0  # the worker exits within 2 s of a stop by contract; generou
 SOURCE_LIFETIME = 240.0  # every source stops by itself after this
 
 def wait_for[T](probe: Callable[[], T | None], what: str, timeout: float = SESSION_END, interval: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """:func:`testsupport.wait_for` with this file's default timeout."""
+    return cast(T, testsupport.wait_for(probe, timeout, what, interval=interval))
 
 
 # ------------------------------------------------------------------------------------------------ events
@@ -341,7 +335,7 @@ def endings(e2e: E2E) -> Iterator[dict[str, Ending]]:
             "killed": source(face_clip(), loop=True),
         }
         uris = {name: s.url for name, s in sources.items()}
-        uris["unreachable"] = f"rtmp://127.0.0.1:{free_port()}/live/nobody"
+        uris["unreachable"] = f"rtmp://127.0.0.1:{testsupport.free_port()}/live/nobody"
         out: dict[str, Ending] = {}
         for name, uri in uris.items():
             created = e2e.create(user, uri, name=name)

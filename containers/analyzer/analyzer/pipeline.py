@@ -32,12 +32,12 @@ from emotion_shared.emotions import EMOTIONS, Bucket
 
 from .expressions import DEFAULT_CLASSIFIER, ExpressionClassifier, classify_faces
 from .finder import DEFAULT_DISCOVERY_INTERVAL, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE, FaceFinder
+from .geometry import Box
 from .liveedge import DEFAULT_DRIFT, LiveEdge
 from .tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
 Chroma = tuple[np.ndarray, np.ndarray]
 
 DEFAULT_ANALYSIS_FPS = 5.0

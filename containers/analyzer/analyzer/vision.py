@@ -22,12 +22,12 @@ import onnxruntime as ort
 from emotion_shared.emotions import EMOTIONS
 
 from . import expressions, models
+from .geometry import Box
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EMOTIONS", "Detection", "EmotionClassifier", "FaceDetector", "crop_faces", "load_models", "resize_luma"]
 
-Box = tuple[float, float, float, float]
 
 _RAW_SCORE_LIMIT = 80.0  # MediaPipe clips logits at 100; 80 keeps exp() in float32 range
 

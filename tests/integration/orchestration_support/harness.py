@@ -17,6 +17,7 @@ from emotion_shared.clock import now_ms
 from emotion_shared.lifecycle_events import EventPublisher, validate_event
 from emotion_shared.sessions import Limits, SessionRepository
 from emotion_shared.sweeper import Sweeper
+from testsupport import wait_for
 
 from emotionctl.local.fargate import AgentConfig, FargateAgent
 from emotionctl.local.moto_server import LOCAL_ACCOUNT, LOCAL_REGION, MotoHandle, local_aws_env
@@ -114,17 +115,6 @@ class Harness:
 
     def capacity(self, user: str = "alice") -> tuple[int, int]:
         return self.repo.active_count(), self.repo.active_count(user)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def template_resolver(refs: dict[str, Any], attributes: dict[tuple[str, str], Any], **overrides: str) -> Resolver:

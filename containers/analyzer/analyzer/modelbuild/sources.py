@@ -14,6 +14,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..models import sha256_file
+
 log = logging.getLogger(__name__)
 
 
@@ -100,14 +102,6 @@ CENTERFACE_SOURCE = ModelSource(
 )
 
 SOURCES = (DETECTOR_SOURCE, SHORT_RANGE_SOURCE, CENTERFACE_SOURCE, EMOTION_SOURCE)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
