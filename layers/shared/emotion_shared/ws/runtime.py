@@ -70,7 +70,6 @@ def publisher() -> Publisher:
             _publisher = Publisher(
                 _store(),
                 EmotionStore(db, settings.emotions_table),
-                db,
                 Pusher(management_client()),
                 sessions_table=settings.sessions_table,
                 emotions_table=settings.emotions_table,
