@@ -46,7 +46,7 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import PARAMS, USER, Stack, local_stack, percentile, wait_for
+from session_flow import PARAMS, USER, Stack, local_stack, percentile, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from emotion_shared import emotions
 from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.emotions import Bucket, EmotionStore
-from emotion_shared.models import WorkerState
+from emotion_shared.session_models import WorkerState
 from emotion_shared.sessions import Limits, SessionRepository
 from emotion_shared.ws.protocol import parse_target
 from emotion_shared.ws.publisher import Publisher

@@ -14,7 +14,7 @@ import pytest
 from analyzer import ingest
 
 from emotionctl.media import require_tools
-from emotionctl.media.sources import ToolMissing
+from emotionctl.media.live_sources import ToolMissing
 
 pytestmark = pytest.mark.media
 

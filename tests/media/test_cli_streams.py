@@ -15,7 +15,7 @@ from analyzer import cli, ingest
 from analyzer import probe as probe_mod
 from media_support import FPS, SMALL
 
-from emotionctl.media import LiveSource, sources
+from emotionctl.media import LiveSource, live_sources
 
 pytestmark = pytest.mark.media
 
@@ -53,7 +53,7 @@ def test_probe_rejects_above_1080p(serve: Serve, qhd_clip: Path) -> None:
 
 def test_probe_of_an_unreachable_stream_raises() -> None:
     with pytest.raises(ingest.StreamUnreachable):
-        probe_mod.probe(f"rtmp://127.0.0.1:{sources.free_port()}/live/k", timeout=(5.0, 5.0))
+        probe_mod.probe(f"rtmp://127.0.0.1:{live_sources.free_port()}/live/k", timeout=(5.0, 5.0))
 
 
 def test_emotionctl_probe(serve: Serve, small_clip: Path, qhd_clip: Path) -> None:
@@ -67,7 +67,7 @@ def test_emotionctl_probe(serve: Serve, small_clip: Path, qhd_clip: Path) -> Non
     body = json.loads(big.stdout)
     assert body["accepted"] is False and "1080p" in body["reason"]
 
-    url = f"rtmp://127.0.0.1:{sources.free_port()}/live/secret-key"
+    url = f"rtmp://127.0.0.1:{live_sources.free_port()}/live/secret-key"
     gone = emotionctl("probe", url, "--open-timeout", "3")
     assert gone.returncode == cli.ExitCode.UNREACHABLE
     body = json.loads(gone.stdout)

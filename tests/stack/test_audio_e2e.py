@@ -19,7 +19,7 @@ from stack_support import StackProcess, start_stack
 from websocket_support import Client, connected, ws_url
 
 from emotionctl.media import RtmpSource, require_tools
-from emotionctl.media.sources import ToolMissing
+from emotionctl.media.live_sources import ToolMissing
 from emotionctl.media.speech import Utterance, make_speech_clip, word_error_rate
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]

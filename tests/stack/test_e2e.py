@@ -4,7 +4,7 @@ clips made from a real face photo (emotionctl.media), driven over HTTP and the W
 
 One stack for the module (global cap 4, short reconnect window for the workers through ``--task-env``); the
 sessions of a scenario group run in parallel. Every wait is a poll with a generous deadline: these tests assert
-behaviour, not speed (bench/flow.py measures speed).
+behaviour, not speed (bench/session_flow.py measures speed).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from websocket_support import Client, connected, ws_url
 
 from emotionctl.local.orchestration import capture_events
 from emotionctl.media import RtmpSource, make_face_clip, require_tools
-from emotionctl.media.sources import ToolMissing
+from emotionctl.media.live_sources import ToolMissing
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 

@@ -20,7 +20,7 @@ from stack_support import REPO, StackProcess
 
 from emotionctl.local.state import pid_alive
 from emotionctl.media import require_tools
-from emotionctl.media.sources import ToolMissing
+from emotionctl.media.live_sources import ToolMissing
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .models import ModelsError, default_model_dir, sha256_file
+from .model_files import ModelsError, default_model_dir, sha256_file
 
 SPEECH_DIR = "speech"
 WHISPER_DIR = "whisper-tiny.en"

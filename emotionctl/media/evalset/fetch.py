@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from analyzer.models import sha256_file
+from analyzer.model_files import sha256_file
 
 from .manifest import MANIFEST_PATH, Archive, Manifest, PictureEntry
 

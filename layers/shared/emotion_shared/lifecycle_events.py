@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .models import SessionState, StopReason
+from .session_models import SessionState, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def validate_event(event: Mapping[str, Any]) -> dict[str, Any]:
     if event.get("source") != EVENT_SOURCE:
         raise InvalidEvent(f"source {event.get('source')!r} is not {EVENT_SOURCE!r}")
     try:
-        event_type = SessionEventType(event.get("detail-type"))
+        event_type = SessionEventType(str(event.get("detail-type")))
     except ValueError:
         raise InvalidEvent(f"unknown detail-type {event.get('detail-type')!r}") from None
     detail = event.get("detail")

@@ -19,7 +19,7 @@ from .clock import iso_ms
 from .dynamo import deserialize, error_code, query_all, serialize, serialize_value
 from .errors import CapacityExceeded, ErrorCode, InvalidState, NotFound
 from .ids import highest_id_at, lowest_id_at, new_session_id
-from .models import SESSION_TYPE, SessionState, StopReason, WorkerState
+from .session_models import SESSION_TYPE, SessionState, StopReason, WorkerState
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .clock import iso_ms, now_ms, parse_iso
 from .config import ConfigError
 from .lifecycle_events import EventPublisher, EventPublishError
-from .models import SessionState, StopReason, WorkerState
+from .session_models import SessionState, StopReason, WorkerState
 from .sessions import SessionRepository
 
 logger = logging.getLogger(__name__)

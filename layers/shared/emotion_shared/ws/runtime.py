@@ -19,8 +19,8 @@ from ..sessions import SessionRepository
 from .config import get_ws_settings
 from .publisher import Publisher
 from .push import Pusher
-from .service import WebSocketService
 from .store import ConnectionStore
+from .websocket_service import WebSocketService
 
 _lock = threading.Lock()
 _service: WebSocketService | None = None

@@ -51,11 +51,11 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
 
-class SourceError(RuntimeError):
+class LiveSourceError(RuntimeError):
     """A source could not start or stopped unexpectedly."""
 
 
-class ToolMissing(SourceError):
+class ToolMissing(LiveSourceError):
     """A program a source needs is not installed."""
 
 
@@ -332,7 +332,7 @@ class LiveSource:
     def start(self) -> Self:
         with self._lock:
             if self._started:
-                raise SourceError(f"{self.name} already started")
+                raise LiveSourceError(f"{self.name} already started")
             self._started = True
             self._deadline = time.monotonic() + self.max_lifetime
             _live.add(self)
@@ -356,17 +356,17 @@ class LiveSource:
         while True:
             with self._lock:
                 if not self._started or self._stopping.is_set():
-                    raise SourceError(f"{self.name} is not running")
+                    raise LiveSourceError(f"{self.name} is not running")
                 for child in self._children():
                     if not child.alive():
-                        raise SourceError(
+                        raise LiveSourceError(
                             f"{self.name}: {child.name} exited with code {child.process.returncode}: "
                             f"{child.errors() or 'no error output'}"
                         )
                 if self._ready():
                     return self
             if time.monotonic() > deadline:
-                raise SourceError(f"{self.name} not ready after {timeout:.0f} s")
+                raise LiveSourceError(f"{self.name} not ready after {timeout:.0f} s")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -476,7 +476,7 @@ class RtmpSource(LiveSource):
 
     def sent_at(self, pts_seconds: float) -> float | None:
         if not self.trace:
-            raise SourceError("sent_at needs a source started with trace=True")
+            raise LiveSourceError("sent_at needs a source started with trace=True")
         return self._sent.get(round(pts_seconds * 1000))
 
     def _supervise(self) -> None:
@@ -553,7 +553,7 @@ class RtspSource(LiveSource):
     @property
     def url(self) -> str:
         if not self.port:
-            raise SourceError("the RTSP source has no port until it is ready (start() then wait_ready())")
+            raise LiveSourceError("the RTSP source has no port until it is ready (start() then wait_ready())")
         return f"rtsp://{HOST}:{self.port}/live"
 
     @property
@@ -584,7 +584,7 @@ class RtspSource(LiveSource):
 
     def sent_at(self, pts_seconds: float) -> float | None:
         if not self.trace:
-            raise SourceError("sent_at needs a source started with trace=True")
+            raise LiveSourceError("sent_at needs a source started with trace=True")
         return self.play_times[-1] + pts_seconds if self.play_times else None
 
     def _children(self) -> list[_Child]:
@@ -622,7 +622,7 @@ def looped_clip(clip: Path, seconds: float) -> Path:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except subprocess.CalledProcessError as exc:
-        raise SourceError(f"cannot loop {clip.name}: {exc.stderr.decode(errors='replace')[-500:]}") from None
+        raise LiveSourceError(f"cannot loop {clip.name}: {exc.stderr.decode(errors='replace')[-500:]}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
@@ -637,7 +637,7 @@ def _duration(clip: Path) -> float:
         stream = container.streams.video[0]
         if stream.duration and stream.time_base:
             return float(stream.duration * stream.time_base)
-    raise SourceError(f"cannot tell the duration of {clip}")
+    raise LiveSourceError(f"cannot tell the duration of {clip}")
 
 
 # ------------------------------------------------------------------------------------------------ RTMPS
@@ -672,7 +672,7 @@ class RtmpsSource(LiveSource):
     def certificate(self) -> Path:
         """The server's self-signed certificate (PEM), for clients that verify (``tls_verify=1``, ``ca_file``)."""
         if self._dir is None:
-            raise SourceError("the RTMPS source is not started")
+            raise LiveSourceError("the RTMPS source is not started")
         return Path(self._dir.name) / "cert.pem"
 
     def _start(self) -> None:
@@ -726,10 +726,10 @@ class RtmpsSource(LiveSource):
 __all__ = [
     "DEFAULT_LIFETIME",
     "LiveSource",
+    "LiveSourceError",
     "RtmpSource",
     "RtmpsSource",
     "RtspSource",
-    "SourceError",
     "ToolMissing",
     "free_port",
     "listening",

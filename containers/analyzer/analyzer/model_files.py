@@ -34,7 +34,7 @@ class ModelsError(RuntimeError):
 
 def repo_root() -> Path | None:
     """The source checkout this package runs from, or None when installed elsewhere (the image)."""
-    parents = Path(__file__).resolve().parents  # containers/analyzer/analyzer/models.py -> repo
+    parents = Path(__file__).resolve().parents  # containers/analyzer/analyzer/model_files.py -> repo
     if len(parents) < 4:  # installed shallow, e.g. /app/analyzer in the image
         return None
     root = parents[3]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""bench/flow — the whole session flow on the local stack, timed from the outside.
+"""bench/session_flow — the whole session flow on the local stack, timed from the outside.
 
-    .venv/bin/python bench/flow.py [--sessions 10] [--keep-going]
+    .venv/bin/python bench/session_flow.py [--sessions 10] [--keep-going]
 
 Starts its own `emotionctl local up` (temporary state dir, any free port), makes a clip from a real face
 photo (scikit-image's astronaut) and, for each session in turn:
