@@ -1,16 +1,32 @@
-"""What tests and benches share: polling for a condition (``wait_for``) and a free local port (``free_port``,
-:mod:`emotionctl.ports`). Tests import it as ``testsupport`` (``tests/`` is on ``sys.path`` under pytest); a bench
-puts ``tests/`` on its path first. Never timed assertions: a deadline only bounds how long a failure takes."""
+"""What tests and benches share: polling for a condition (``wait_for``), a free local port (``free_port``,
+:mod:`emotionctl.ports`) and the skip-unless-installed rule for Debian programs (``needs``). Tests import it as
+``testsupport`` (``tests/`` is on ``sys.path`` under pytest); a bench puts ``tests/`` on its path first. Never
+timed assertions: a deadline only bounds how long a failure takes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
 
+import pytest
+
+from emotionctl.media.live_sources import ToolMissing, require_tools
 from emotionctl.ports import free_port
 
-__all__ = ["free_port", "wait_for"]
+__all__ = ["free_port", "needs", "wait_for"]
+
+
+def needs(*tools: str) -> None:
+    """Skip the test when a Debian program it needs is missing (with the install command); under CI (``CI`` set,
+    where ``.ci/run`` installs them all) a missing program fails it instead: nothing is skipped unseen."""
+    try:
+        require_tools(*tools)
+    except ToolMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def wait_for[T](

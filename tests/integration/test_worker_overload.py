@@ -34,7 +34,7 @@ from emotion_shared.emotions import EmotionStore
 from emotion_shared.sessions import Limits, SessionRepository
 
 from emotionctl.local.moto_server import MotoHandle
-from emotionctl.media import RtmpSource, ToolMissing, require_tools
+from emotionctl.media import RtmpSource
 from emotionctl.media.clips import make_face_clip
 
 pytestmark = pytest.mark.media
@@ -42,12 +42,7 @@ pytestmark = pytest.mark.media
 
 @pytest.fixture(scope="module", autouse=True)
 def _ffmpeg() -> None:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
 
 
 @pytest.fixture(scope="module")

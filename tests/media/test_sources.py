@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from analyzer import ingest
-from media_support import FPS, PROTOCOLS, SMALL, needs
+from media_support import FPS, PROTOCOLS, SMALL
+from testsupport import needs
 
 from emotionctl.media import LiveSource, RtmpSource, ToolMissing, listening, live_sources, require_tools
 

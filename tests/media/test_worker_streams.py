@@ -24,7 +24,7 @@ import pytest
 import testsupport
 from emotion_shared.emotions import EmotionStore
 from emotion_shared.sessions import Limits, SessionRepository
-from media_support import needs
+from testsupport import needs
 
 from emotionctl.media import LiveSource
 

@@ -32,8 +32,7 @@ from stack_support import StackProcess, start_stack
 from websocket_support import Client, connected, ws_url
 
 from emotionctl.local.orchestration import capture_events
-from emotionctl.media import RtmpSource, make_face_clip, require_tools
-from emotionctl.media.live_sources import ToolMissing
+from emotionctl.media import RtmpSource, make_face_clip
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 
@@ -189,10 +188,7 @@ class E2E:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
     stack = start_stack(
         tmp_path_factory.mktemp("e2e-stack"),
         f"MaxActiveSessions={CAP}", "MaxActiveSessionsPerUser=8", "RateLimitCapacity=100000",
