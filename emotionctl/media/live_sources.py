@@ -300,9 +300,19 @@ class LiveSource:
         """The process that sends the stream (what kill/freeze/thaw act on)."""
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int | None:
+        """The current publisher's PID."""
+        child = self._publisher()
+        return child.pid if child else None
+
     def kill(self) -> None:
         """SIGKILL the publisher, as a crash would."""
-        raise NotImplementedError
+        with self._lock:
+            child = self._publisher()
+            if child is not None:
+                child.signal(signal.SIGKILL)
+                child.process.wait(5)
 
     def freeze(self) -> None:
         """SIGSTOP the publisher: its connections stay open and nothing more is sent (a frozen peer, which only a
@@ -439,12 +449,6 @@ class RtmpSource(LiveSource):
     def url(self) -> str:
         return f"rtmp://{HOST}:{self.port}/live/{self.key}"
 
-    @property
-    def pid(self) -> int | None:
-        """The current publisher's PID."""
-        child = self._child
-        return child.pid if child else None
-
     def _start(self) -> None:
         require_tools("ffmpeg")
         self._spawn()
@@ -509,12 +513,6 @@ class RtmpSource(LiveSource):
         # with relisten, a listener that exited is replaced: not a failure
         return [self._child] if self._child and not self.relisten else []
 
-    def kill(self) -> None:
-        with self._lock:
-            if self._child is not None:
-                self._child.signal(signal.SIGKILL)
-                self._child.process.wait(5)
-
     def _stop(self) -> None:
         if self._child is not None:
             self._child.close()
@@ -556,11 +554,6 @@ class RtspSource(LiveSource):
             raise LiveSourceError("the RTSP source has no port until it is ready (start() then wait_ready())")
         return f"rtsp://{HOST}:{self.port}/live"
 
-    @property
-    def pid(self) -> int | None:
-        child = self._child
-        return child.pid if child else None
-
     def _start(self) -> None:
         require_tools("gst-rtsp-server")
         clip = looped_clip(self.clip, self.max_lifetime) if self.loop else self.clip
@@ -589,12 +582,6 @@ class RtspSource(LiveSource):
 
     def _children(self) -> list[_Child]:
         return [self._child] if self._child else []
-
-    def kill(self) -> None:
-        with self._lock:
-            if self._child is not None:
-                self._child.signal(signal.SIGKILL)
-                self._child.process.wait(5)
 
     def _stop(self) -> None:
         if self._child is not None:
@@ -708,9 +695,6 @@ class RtmpsSource(LiveSource):
 
     def _publisher(self) -> _Child | None:
         return self.rtmp._publisher()
-
-    def kill(self) -> None:
-        self.rtmp.kill()
 
     def sent_at(self, pts_seconds: float) -> float | None:
         return self.rtmp.sent_at(pts_seconds)
