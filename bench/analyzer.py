@@ -37,7 +37,6 @@ import math
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -168,12 +167,6 @@ def analyse(path: Path, analyzer: Any, fps: float | None) -> tuple[float, int, l
 
 
 # ----------------------------------------------------------------------------------------------- live
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _unpin(pid: int) -> None:
     os.sched_setaffinity(pid, range(os.cpu_count() or 1))
 
@@ -189,12 +182,13 @@ def live(path: Path, seconds: float, analyzer: Any) -> dict[str, Any]:
     from emotionctl.local.moto_server import local_aws_env
     from emotionctl.local.tables import create_tables, table_env
     from emotionctl.media import RtmpSource, ToolMissing, require_tools
+    from emotionctl.ports import free_port
 
     try:
         require_tools("ffmpeg")
     except ToolMissing as exc:
         return {"skipped": str(exc)}
-    moto_port = _free_port()
+    moto_port = free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
     env = local_aws_env(endpoint)
     moto = subprocess.Popen(

@@ -36,6 +36,8 @@ from typing import Any
 
 import requests
 
+from emotionctl.ports import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_PARAMS = (
     "RateLimitCapacity=100000000",
@@ -59,14 +61,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -41,10 +41,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 def _flow() -> Any:
-    """bench/flow.py (its local stack and helpers), loaded by path: bench/analyzer.py shadows the package."""
+    """bench/session_flow.py (its local stack and helpers), loaded by path: bench/analyzer.py shadows the package."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_flow", REPO / "bench" / "flow.py")
+    spec = importlib.util.spec_from_file_location("bench_flow", REPO / "bench" / "session_flow.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_flow"] = module  # dataclasses look their module up

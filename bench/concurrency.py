@@ -46,7 +46,7 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import PARAMS, USER, Stack, local_stack, percentile, wait_for
+from session_flow import PARAMS, USER, Stack, local_stack, percentile, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,7 +70,7 @@ def stack_from(checkout: Path, workdir: Path) -> Iterator[Stack]:
                                    stdin=subprocess.DEVNULL)
         try:
             state_file = state_dir / "stack.json"
-            wait_for(lambda: state_file.exists() or process.poll() is not None, 120, "the local stack", 0.2)
+            wait_for(lambda: state_file.exists() or process.poll() is not None, 120, "the local stack", interval=0.2)
             if process.poll() is not None:
                 raise RuntimeError(f"the local stack did not start; see {workdir / 'stack.log'}")
             state = json.loads(state_file.read_text())
@@ -273,7 +273,7 @@ def one_round(stack: Stack, clip: Path, n: int, measure: float, fps: float, prof
             for s in sessions:
                 wait_for(partial(stopped, stack, s.id), 120, f"session {s.id} to stop", interval=0.5)
                 if s.pid:  # the worker process is gone before the next round starts
-                    wait_for(partial(exited, s.pid), 60, f"worker {s.pid} to exit", 0.2)
+                    wait_for(partial(exited, s.pid), 60, f"worker {s.pid} to exit", interval=0.2)
     rates = [s.analysed / s.window for s in sessions]
     skipped = [delta(s, "skippedFrames") for s in sessions]
     dropped = [delta(s, "droppedFrames") for s in sessions]

@@ -32,10 +32,9 @@ from analyzer.expressions import (
     evaluate_predictions,
     load_classifier,
 )
+from analyzer.geometry import Box
 from analyzer.modelbuild import build
 from analyzer.vision import Detection, FaceDetector, load_models
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass

@@ -116,9 +116,9 @@ def new_pipeline(model_dir: Path | None = None) -> Callable[[], FrameAnalyzer]:
 
 
 def _model_path(model_dir: Path | None, key: str) -> Path:
-    from analyzer import models
+    from analyzer import model_files
 
-    return models.load_manifest(model_dir).path(key)
+    return model_files.load_manifest(model_dir).path(key)
 
 
 # ------------------------------------------------------------------------------------------- detection

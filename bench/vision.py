@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 from analyzer.modelbuild import build
-from analyzer.vision import EMOTIONS, crop_faces, load_models
+from analyzer.vision import crop_faces, load_models
+from emotion_shared.emotions import EMOTIONS
 from skimage import data, transform
 
 

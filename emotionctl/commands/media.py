@@ -49,7 +49,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def serve_command(args: argparse.Namespace) -> int:
     from emotionctl.media.clips import make_face_clip
-    from emotionctl.media.sources import LiveSource, RtmpSource, RtmpsSource, RtspSource
+    from emotionctl.media.live_sources import LiveSource, RtmpSource, RtmpsSource, RtspSource
 
     width, height = _size(args.size)
     clip = make_face_clip(width=width, height=height, fps=args.fps)

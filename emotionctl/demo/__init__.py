@@ -14,7 +14,7 @@ Everything the user sees goes to ``out`` (stdout): it is the command's result. T
 WebSocket's, the processes'), never on timers, except its deadlines and the protocol's keep-alive ping.
 """
 
-from .flow import DemoOptions, DemoResult, Interrupted, Signals, run_demo
-from .stack import DemoError, StackMissing
+from .environment import DemoError, StackMissing
+from .walkthrough import DemoOptions, DemoResult, Interrupted, Signals, run_demo
 
 __all__ = ["DemoError", "DemoOptions", "DemoResult", "Interrupted", "Signals", "StackMissing", "run_demo"]

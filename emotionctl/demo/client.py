@@ -8,12 +8,12 @@ from typing import Any
 
 import aiohttp
 
-from .stack import DemoError
+from .environment import DemoError
 
 WS_PING_SECONDS = 30.0  # the WebSocket API closes a connection without client messages after 65 s
 
 
-class ApiError(DemoError):
+class RequestFailed(DemoError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -36,7 +36,7 @@ class Api:
                 data = None
             if response.status >= 400:
                 message = data.get("message") if isinstance(data, dict) else None
-                raise ApiError(response.status, f"{method} {path}: {response.status} {message or text[:200]}")
+                raise RequestFailed(response.status, f"{method} {path}: {response.status} {message or text[:200]}")
             return data
 
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from typing import Any
 
+from emotionctl.ports import free_port
+
 LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def local_aws_env(endpoint: str) -> dict[str, str]:

@@ -26,6 +26,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emotion_shared.lifecycle_events import EVENT_SOURCE
+
 from . import moto_patches
 from .resolve import Resolver
 from .template import TEMPLATE_PATH, load_template
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCAL_IMAGE = "local/emotion-stream-analyzer:dev"
-EVENT_SOURCE = "emotion-stream"
 # moto keeps ECS tasks RUNNING until stopped (the local Fargate agent stops them when their process exits).
 _MANUAL_TASKS = {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000_000}}
 _SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")

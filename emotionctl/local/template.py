@@ -44,7 +44,3 @@ def resources_of_type(resource_type: str, path: Path = TEMPLATE_PATH) -> dict[st
         for name, res in load_template(path).get("Resources", {}).items()
         if res.get("Type") == resource_type
     }
-
-
-def parameter_default(name: str, path: Path = TEMPLATE_PATH) -> Any:
-    return load_template(path)["Parameters"][name]["Default"]

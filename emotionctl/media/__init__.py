@@ -2,19 +2,19 @@
 
 ``make_face_clip`` encodes (once, cached) an H.264 clip of a real smiling face; ``RtmpSource``,
 ``RtspSource`` and ``RtmpsSource`` serve a clip live on 127.0.0.1 as real processes (FFmpeg, GStreamer's
-RTSP server, stunnel). See :mod:`emotionctl.media.clips` and :mod:`emotionctl.media.sources`.
+RTSP server, stunnel). See :mod:`emotionctl.media.clips` and :mod:`emotionctl.media.live_sources`.
 
 :mod:`emotionctl.media.evalset` is the labelled evaluation set (real photos from pinned packages, hand-labelled
 faces, synthetic scenes and clips with ground truth); import it from there (it is not re-exported here).
 """
 
 from .clips import DEFAULT_SEGMENTS, Segment, concat_clips, make_face_clip, segment_at, timeline
-from .sources import (
+from .live_sources import (
     LiveSource,
+    LiveSourceError,
     RtmpSource,
     RtmpsSource,
     RtspSource,
-    SourceError,
     ToolMissing,
     free_port,
     listening,
@@ -24,11 +24,11 @@ from .sources import (
 __all__ = [
     "DEFAULT_SEGMENTS",
     "LiveSource",
+    "LiveSourceError",
     "RtmpSource",
     "RtmpsSource",
     "RtspSource",
     "Segment",
-    "SourceError",
     "ToolMissing",
     "concat_clips",
     "free_port",

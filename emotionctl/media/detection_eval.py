@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from analyzer import models
+from analyzer import model_files
 from analyzer.detectors import CenterFaceDetector, FaceRelocator, TiledFaceDetector
 from analyzer.vision import Box, Detection, FaceDetector, resize_luma
 
@@ -309,7 +309,7 @@ def evaluate(name: str, detect: Detect, scenes: Iterable[Scene], *, scale_to_108
 
 def discovery_candidates(model_dir: Path | None = None, *, quick: bool = False) -> dict[str, Detect]:
     """The discovery settings compared (one onnxruntime thread each)."""
-    files = models.load_manifest(model_dir)
+    files = model_files.load_manifest(model_dir)
     candidates: dict[str, Detect] = {
         "blazeface-full 192 (today)": FaceDetector(files.face_detector).detect,
     }
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     core = args.core if args.core is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})
     if args.relocator:
-        relocator = FaceRelocator(models.load_manifest().path("face_relocator"))
+        relocator = FaceRelocator(model_files.load_manifest().path("face_relocator"))
         print(f"pinned to core {core}; onnxruntime 1 thread; BlazeFace short range on 2x crops, 128x128")
         print(format_relocation(evaluate_relocator(relocator.relocate_many)))
         return 0

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-Box = tuple[float, float, float, float]
+from analyzer.geometry import Box
 
 SIZE_BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("16-24", 16.0, 24.0),

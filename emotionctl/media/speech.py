@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .clips import default_cache_dir, make_face_clip
-from .sources import require_tools
+from .live_sources import require_tools
 
 SPEECH_FORMAT = 2  # bump when the synthesis or the muxing changes
 

@@ -178,7 +178,7 @@ def test_authorizer_allows_the_whole_api_with_the_user_context(dynamodb: Any, co
                 {
                     "Action": "execute-api:Invoke",
                     "Effect": "Allow",
-                    "Resource": "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*",
+                    "Resource": ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*/*"],
                 }
             ],
         },
@@ -194,7 +194,7 @@ def test_authorizer_refuses_revoked_and_expired_tokens(dynamodb: Any, control: s
     expiring = auth.create_token(dynamodb, control, "alice", expires_ms=auth.now_ms() + 60_000)
     for token in (revoked, expiring):
         handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))
-    auth.revoke_token(dynamodb, control, revoked)
+    auth.TokenStore(dynamodb, control).revoke(revoked)
     later = auth.now_ms() + 61_000
     monkeypatch.setattr(auth, "now_ms", lambda: later)
     for token in (revoked, expiring):

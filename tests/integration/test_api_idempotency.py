@@ -12,10 +12,10 @@ from api_support import Api, api, api_env, executions, state_machine  # noqa: F4
 from emotion_shared.auth import Principal
 from emotion_shared.config import Settings
 from emotion_shared.emotions import EmotionStore
-from emotion_shared.models import CreateSessionRequest
 from emotion_shared.rest.idempotency import IdempotentCreate
 from emotion_shared.rest.local import LocalLambdaContext
-from emotion_shared.service import SessionService
+from emotion_shared.session_models import CreateSessionRequest
+from emotion_shared.session_service import SessionService
 from emotion_shared.sessions import SessionRepository
 
 BODY = {"name": "retry me", "streamUri": "rtmp://127.0.0.1/live/key"}

@@ -77,7 +77,7 @@ def test_session_metrics_are_emitted_as_emf(api: Api, capsys: pytest.CaptureFixt
 def test_a_bug_is_a_logged_500_with_the_reference_body(
     api: Api, log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from emotion_shared.service import SessionService
+    from emotion_shared.session_service import SessionService
 
     def broken(*_: Any, **__: Any) -> Any:
         raise KeyError("internal detail")

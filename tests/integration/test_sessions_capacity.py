@@ -14,9 +14,9 @@ from emotion_shared.auth import Principal
 from emotion_shared.config import Settings
 from emotion_shared.emotions import EmotionStore
 from emotion_shared.errors import CapacityExceeded
-from emotion_shared.models import CreateSessionRequest, StopReason, WorkerState
 from emotion_shared.rest.errors import api_error
-from emotion_shared.service import SessionService, StepFunctionsStarter
+from emotion_shared.session_models import CreateSessionRequest, StopReason, WorkerState
+from emotion_shared.session_service import SessionService, StepFunctionsStarter
 from emotion_shared.sessions import SessionRepository
 
 

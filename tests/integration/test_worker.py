@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testsupport
 from emotion_shared.emotions import Bucket, EmotionStore, interval_stats
 from emotion_shared.sessions import Limits, SessionRepository
 
-from emotionctl.media import RtmpSource, ToolMissing, require_tools
+from emotionctl.media import RtmpSource
 from emotionctl.media.clips import make_face_clip
 
 pytestmark = pytest.mark.media
@@ -39,12 +40,7 @@ EXIT_BOUND = 4.0  # the spec says 2 s; a loaded 2-core machine gets some margin
 
 @pytest.fixture(scope="module", autouse=True)
 def _ffmpeg() -> None:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +73,7 @@ class WorkerRun:
         return list(self.store.read(self.session_id))
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited ({self.process.returncode}) before {what}:\n{self.log()}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {what} within {timeout} s:\n{self.log()}")
+        testsupport.wait_for(predicate, timeout, what, process=self.process, context=self.log)
 
     def wait_exit(self, timeout: float) -> tuple[int, float]:
         started = time.monotonic()
@@ -249,7 +238,7 @@ def test_above_1080p_ends_with_resolution_exceeded_and_no_emotion_data(
 
 
 def test_unreachable_stream_fails_within_the_window(run_worker: Callable[..., WorkerRun]) -> None:
-    from emotionctl.media.sources import free_port
+    from testsupport import free_port
 
     started = time.monotonic()
     run = run_worker(f"rtmp://127.0.0.1:{free_port()}/live/unreachable-key", window=2.0)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import testsupport
 from analyzer.finder import FaceFinder
 from analyzer.ingest import IngestError, ResolutionExceeded, StreamEnded, StreamUnreachable, UnsupportedStream
 from analyzer.pipeline import FrameAnalyzer
@@ -25,6 +26,7 @@ from analyzer.worker import Worker
 from botocore.exceptions import ClientError
 from emotion_shared.config import Settings
 from emotion_shared.emotions import EMOTIONS, EmotionStore
+from emotion_shared.lifecycle_events import EVENT_SOURCE, validate_event
 from emotion_shared.sessions import Limits, SessionRepository
 
 SECRET = "s3cr3t-stream-key"
@@ -245,12 +247,7 @@ class Run:
         return list(self.store.read(self.session_id))
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not met in time")
+        testsupport.wait_for(predicate, timeout, "the condition")
 
 
 @pytest.fixture
@@ -329,9 +326,14 @@ def test_stop_flag_flushes_the_last_second_and_exits_0(start: Any) -> None:
     assert item["sources"] == [{"type": "video", "codec": "h264", "width": 64, "height": 48, "fps": 10.0}]
     assert item["taskArn"].endswith("/t1")
     assert item["meta"]["healthCheck"]
-    assert run.events.entries[0]["Source"] == "emotion-stream"
-    assert run.events.entries[0]["DetailType"] == "SessionStarted"
-    assert json.loads(run.events.entries[0]["Detail"])["sessionId"] == run.session_id
+    # and announced it with one whole SessionStarted event of the documented shape
+    (entry,) = run.events.entries
+    started = {"sessionId": run.session_id, "user": "u1", "state": "active", "stopReason": None}
+    assert {**entry, "Detail": json.loads(entry["Detail"])} == {
+        "EventBusName": "bus", "Source": EVENT_SOURCE, "DetailType": "SessionStarted",
+        "Detail": started,
+    }
+    assert validate_event({"source": entry["Source"], "detail-type": entry["DetailType"], "detail": started}) == started
     # When the user stops the session
     stopped_at = time.time()
     run.repo.request_stop(run.session_id, "u1", int(stopped_at * 1000))

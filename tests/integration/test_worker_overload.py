@@ -29,11 +29,14 @@ from typing import Any
 
 import boto3
 import pytest
+import testsupport
 from emotion_shared.emotions import EmotionStore
+from emotion_shared.lifecycle_events import validate_event
 from emotion_shared.sessions import Limits, SessionRepository
 
 from emotionctl.local.moto_server import MotoHandle
-from emotionctl.media import RtmpSource, ToolMissing, require_tools
+from emotionctl.local.orchestration import capture_events
+from emotionctl.media import RtmpSource
 from emotionctl.media.clips import make_face_clip
 
 pytestmark = pytest.mark.media
@@ -41,12 +44,7 @@ pytestmark = pytest.mark.media
 
 @pytest.fixture(scope="module", autouse=True)
 def _ffmpeg() -> None:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +84,9 @@ class Starver(threading.Thread):
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, process: subprocess.Popen[bytes],
              log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not seen (exit {process.poll()})\n{log.read_text(errors='replace')[-4000:]}")
+    return testsupport.wait_for(
+        predicate, timeout, what, interval=0.2, process=process, context=lambda: log.read_text(errors="replace")[-4000:]
+    )
 
 
 @pytest.fixture
@@ -103,6 +95,30 @@ def bus(moto_server: MotoHandle) -> str:
     name = f"overload-{int(time.time() * 1000)}"
     events.create_event_bus(Name=name)
     return name
+
+
+class BusEvents:
+    """What the bus delivered, through a rule → SQS queue on the moto server; each event checked against the
+    lifecycle event contract."""
+
+    def __init__(self, endpoint: str, bus: str) -> None:
+        session = boto3.session.Session()
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
+        self.queue = capture_events(session.client("events", endpoint_url=endpoint), self.sqs, bus, f"{bus}-capture")
+        self.received: list[dict[str, Any]] = []
+
+    def first(self, detail_type: str) -> dict[str, Any] | None:
+        for message in self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", []):
+            event = json.loads(message["Body"])
+            validate_event(event)
+            self.received.append(event)
+            self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+        return next((e for e in self.received if e["detail-type"] == detail_type), None)
+
+
+@pytest.fixture
+def bus_events(moto_server: MotoHandle, bus: str) -> BusEvents:
+    return BusEvents(moto_server.endpoint, bus)
 
 
 @pytest.fixture
@@ -118,7 +134,7 @@ def worker_process() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def test_starved_worker_keeps_analysing_says_degraded_and_recovers(
     clip: Path, tables: dict[str, str], dynamodb: Any, model_dir: Path, tmp_path: Path, bus: str,
-    worker_process: list[subprocess.Popen[bytes]],
+    bus_events: BusEvents, worker_process: list[subprocess.Popen[bytes]],
 ) -> None:
     repo = SessionRepository(dynamodb, tables["SESSIONS_TABLE"], tables["CONTROL_TABLE"])
     store = EmotionStore(dynamodb, tables["EMOTIONS_TABLE"])
@@ -162,7 +178,7 @@ def test_starved_worker_keeps_analysing_says_degraded_and_recovers(
             wait_for(lambda: meta()["stats"]["analysedFrames"] >= before["analysedFrames"] + 10, 90,
                      "analyses under pressure", process, log)
             under = meta()["stats"]
-            wait_for(lambda: "SessionDegraded" in log.read_text(errors="replace"), 60, "SessionDegraded", process, log)
+            degraded = wait_for(lambda: bus_events.first("SessionDegraded"), 60, "SessionDegraded", process, log)
         finally:
             starver.release()
         released_at = time.time()
@@ -177,9 +193,14 @@ def test_starved_worker_keeps_analysing_says_degraded_and_recovers(
         assert all(b.received > 0 and not b.faces for b in starved if not b.frames)
         # When the pressure goes, it recovers
         wait_for(lambda: meta().get("degraded") is False, 90, "meta.degraded false", process, log)
-        wait_for(lambda: "SessionRecovered" in log.read_text(errors="replace"), 60, "SessionRecovered", process, log)
+        recovered = wait_for(lambda: bus_events.first("SessionRecovered"), 60, "SessionRecovered", process, log)
         repo.request_stop(session_id, "u1", int(time.time() * 1000))
         assert process.wait(30) == 0
+    # the events on the bus: the documented shape (checked on receipt), this session, the load figures behind them
+    session_fields = {"sessionId": session_id, "user": "u1", "state": "active", "stopReason": None}
+    for event in (degraded, recovered):
+        assert {k: event["detail"][k] for k in session_fields} == session_fields
+    assert bus_events.first("SessionStarted") is not None
     lines = [json.loads(line) for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
     messages = [str(line.get("message", "")) for line in lines]
     assert any(m.startswith("degraded:") for m in messages) and any(m.startswith("recovered:") for m in messages)

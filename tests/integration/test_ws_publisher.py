@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from emotion_shared import emotions
 from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.emotions import Bucket, EmotionStore
-from emotion_shared.models import WorkerState
+from emotion_shared.session_models import WorkerState
 from emotion_shared.sessions import Limits, SessionRepository
 from emotion_shared.ws.protocol import parse_target
 from emotion_shared.ws.publisher import Publisher
@@ -76,7 +76,7 @@ def world(moto_server: Any, dynamodb: Any, tables: dict[str, str]) -> Any:
         emotions_stream = StreamReader(moto_server.endpoint, tables["EMOTIONS_TABLE"])
         sessions_stream = StreamReader(moto_server.endpoint, tables["SESSIONS_TABLE"])
         pool = ThreadPoolExecutor(4)
-        publisher = Publisher(store, emotion_store, dynamodb, Pusher(management, sleep=lambda s: None),
+        publisher = Publisher(store, emotion_store, Pusher(management, sleep=lambda s: None),
                               sessions_table=tables["SESSIONS_TABLE"], emotions_table=tables["EMOTIONS_TABLE"],
                               pool=pool)
 

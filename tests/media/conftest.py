@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from media_support import FPS, SEGMENTS, SMALL, SOURCES, TOOLS, needs
+from media_support import FPS, SEGMENTS, SMALL, SOURCES, TOOLS
+from testsupport import needs
 
 from emotionctl.media import LiveSource
 from emotionctl.media.clips import make_face_clip

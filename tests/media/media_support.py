@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from emotionctl.media import LiveSource, RtmpSource, RtmpsSource, RtspSource, ToolMissing, require_tools
+from emotionctl.media import LiveSource, RtmpSource, RtmpsSource, RtspSource
 
 SMALL = (320, 240)
 FPS = 15
@@ -17,11 +13,3 @@ SOURCES: dict[str, type[LiveSource]] = {"rtmp": RtmpSource, "rtsp": RtspSource, 
 PROTOCOLS = tuple(SOURCES)
 
 
-def needs(*tools: str) -> None:
-    """Skip (fail under CI) when a Debian program the test needs is missing, with the install command."""
-    try:
-        require_tools(*tools)
-    except ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))

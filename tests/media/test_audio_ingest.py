@@ -11,20 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import testsupport
 from analyzer import ingest
-
-from emotionctl.media import require_tools
-from emotionctl.media.sources import ToolMissing
 
 pytestmark = pytest.mark.media
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools() -> None:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
 
 
 def _clip(tmp: Path, codec: str, rate: int, layout: str, container: str, seconds: float = 4.0) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media_support import FPS, SEGMENTS, SMALL, needs
+from media_support import FPS, SEGMENTS, SMALL
+from testsupport import needs
 
 from emotionctl.media import clips
 from emotionctl.media.clips import make_face_clip, segment_at, timeline

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from analyzer import ingest
-from media_support import FPS, PROTOCOLS, SMALL, needs
+from media_support import FPS, PROTOCOLS, SMALL
+from testsupport import needs
 
 from emotionctl.media import LiveSource, RtmpSource, concat_clips, free_port, make_face_clip
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from analyzer import ingest
-from media_support import FPS, PROTOCOLS, SMALL, needs
+from media_support import FPS, PROTOCOLS, SMALL
+from testsupport import needs
 
-from emotionctl.media import LiveSource, RtmpSource, ToolMissing, listening, require_tools, sources
+from emotionctl.media import LiveSource, RtmpSource, ToolMissing, listening, live_sources, require_tools
 
 pytestmark = pytest.mark.media
 
@@ -102,7 +103,7 @@ def test_publisher_killed_mid_stream_ends_the_stream(serve: Serve, small_clip: P
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_unreachable_address(protocol: str, small_clip: Path) -> None:
     needs("ffmpeg")
-    port = sources.free_port()  # nothing listens there
+    port = live_sources.free_port()  # nothing listens there
     url = {
         "rtmp": "rtmp://127.0.0.1:{}/live/k",
         "rtsp": "rtsp://127.0.0.1:{}/live",
@@ -187,7 +188,8 @@ def test_lifetime_guard_stops_a_forgotten_source(small_clip: Path) -> None:
     source = RtmpSource(small_clip, max_lifetime=2).start().wait_ready(30)
     process = source._children()[0].process
     deadline = time.monotonic() + 30
-    while source.running and time.monotonic() < deadline:  # nobody calls stop()
+    # nobody calls stop(); the guard marks the source stopped, then ends its process
+    while (source.running or process.poll() is None) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not source.running
     assert process.poll() is not None
@@ -225,8 +227,8 @@ def test_listening_reads_the_socket_table() -> None:
 
 
 def test_require_tools_names_the_debian_packages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sources.TOOLS, "nothing", sources._Tool(("pkg-a", "pkg-b"), lambda: False))
-    monkeypatch.setattr(sources, "_present", {})
+    monkeypatch.setitem(live_sources.TOOLS, "nothing", live_sources._Tool(("pkg-a", "pkg-b"), lambda: False))
+    monkeypatch.setattr(live_sources, "_present", {})
     with pytest.raises(ToolMissing, match=r"missing nothing: .*apt-get install pkg-a pkg-b"):
         require_tools("nothing")
     with pytest.raises(ValueError, match="unknown tool"):
@@ -236,9 +238,9 @@ def test_require_tools_names_the_debian_packages(monkeypatch: pytest.MonkeyPatch
 def test_the_rtsp_server_runs_on_the_system_python() -> None:
     needs("gst-rtsp-server")
     out = subprocess.run(
-        [sources.SYSTEM_PYTHON, str(sources.RTSP_SERVER_SCRIPT), "--help"],
-        capture_output=True, text=True, timeout=30, env=sources._system_env(), check=True,
+        [live_sources.SYSTEM_PYTHON, str(live_sources.RTSP_SERVER_SCRIPT), "--help"],
+        capture_output=True, text=True, timeout=30, env=live_sources._system_env(), check=True,
     )  # fmt: skip
     assert "--lifetime" in out.stdout
-    assert "VIRTUAL_ENV" not in sources._system_env() and "PYTHONPATH" not in sources._system_env()
-    assert os.access(sources.RTSP_SERVER_SCRIPT, os.R_OK)
+    assert "VIRTUAL_ENV" not in live_sources._system_env() and "PYTHONPATH" not in live_sources._system_env()
+    assert os.access(live_sources.RTSP_SERVER_SCRIPT, os.R_OK)

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testsupport
 from emotion_shared.emotions import EmotionStore
 from emotion_shared.sessions import Limits, SessionRepository
-from media_support import needs
+from testsupport import needs
 
-from emotionctl.media import LiveSource, sources
+from emotionctl.media import LiveSource
 
 pytestmark = pytest.mark.media
 
@@ -54,15 +55,9 @@ class WorkerRun:
         return state
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.process.poll() is not None and not predicate():
-                break
-            time.sleep(0.05)
-        raise AssertionError(
-            f"{what}: not seen (worker states {self.states}, exit {self.process.poll()})\n{self.logs()}"
+        testsupport.wait_for(
+            predicate, timeout, what, process=self.process,
+            context=lambda: f"worker states {self.states}\n{self.logs()}",
         )
 
     def exit_code(self, timeout: float = 15.0) -> int:
@@ -208,7 +203,7 @@ def test_worker_source_above_1080p_writes_nothing(
 
 def test_worker_nobody_listening_is_stream_unreachable(worker: Callable[[str], WorkerRun]) -> None:
     needs("ffmpeg")
-    run = worker(f"rtmps://127.0.0.1:{sources.free_port()}/live/secret-key")
+    run = worker(f"rtmps://127.0.0.1:{testsupport.free_port()}/live/secret-key")
     assert run.exit_code(60) == 0, run.logs()  # the worker did its job: the session says why it failed
     item = run.session()
     assert (item["state"], item["meta"]["stopReason"]) == ("failed", "stream_unreachable"), item

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,11 @@ from typing import Any
 import requests
 from emotion_shared.errors import ErrorCode
 
+from emotionctl.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0  # a cold import of everything on a busy 2-core machine
 LIFETIME = 1800.0  # the stack stops by itself if a test run dies without stopping it
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def emotionctl(*args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import requests
+import testsupport
 from emotion_shared.auth import create_token
 from stack_support import StackProcess, start_stack
 from websocket_support import Client, connected, ws_url
 
-from emotionctl.media import RtmpSource, require_tools
-from emotionctl.media.sources import ToolMissing
+from emotionctl.media import RtmpSource
 from emotionctl.media.speech import Utterance, make_speech_clip, word_error_rate
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
@@ -31,10 +31,7 @@ TIME_TOLERANCE = 0.8  # seconds: a segment's start/end vs. the sentence's, after
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    try:
-        require_tools("ffmpeg", "espeak-ng")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg", "espeak-ng")
     stack = start_stack(tmp_path_factory.mktemp("audio-stack"), "RateLimitCapacity=100000", "LogLevel=INFO",
                         extra_args=("--task-env", "RECONNECT_WINDOW_SECONDS=1"))
     try:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import requests
+import testsupport
 from browser_support import chromium, missing_browser
 from stack_support import REPO, StackProcess, start_stack
 from websocket_support import aws_client, subscriptions_of, table
@@ -52,13 +53,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
 
 @pytest.fixture
 def rtmp_source() -> Iterator[str]:
-    from emotionctl.media import RtmpSource, ToolMissing, require_tools
+    from emotionctl.media import RtmpSource
     from emotionctl.media.clips import make_face_clip
 
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
     clip = make_face_clip(640, 360, 15, segments=(("face", 6), ("empty", 2)))
     with RtmpSource(clip, loop=True, max_lifetime=SOURCE_SECONDS) as source:
         yield source.url

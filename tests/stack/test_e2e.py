@@ -4,7 +4,7 @@ clips made from a real face photo (emotionctl.media), driven over HTTP and the W
 
 One stack for the module (global cap 4, short reconnect window for the workers through ``--task-env``); the
 sessions of a scenario group run in parallel. Every wait is a poll with a generous deadline: these tests assert
-behaviour, not speed (bench/flow.py measures speed).
+behaviour, not speed (bench/session_flow.py measures speed).
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 import requests
+import testsupport
 from emotion_shared.auth import create_token
+from emotion_shared.lifecycle_events import validate_event
 from stack_support import StackProcess, start_stack
 from websocket_support import Client, connected, ws_url
 
 from emotionctl.local.orchestration import capture_events
-from emotionctl.media import RtmpSource, make_face_clip, require_tools
-from emotionctl.media.sources import ToolMissing, free_port
+from emotionctl.media import RtmpSource, make_face_clip
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 
@@ -43,21 +44,15 @@ EXIT_WITHIN = 10.0  # the worker exits within 2 s of a stop by contract; generou
 SOURCE_LIFETIME = 240.0  # every source stops by itself after this
 
 def wait_for[T](probe: Callable[[], T | None], what: str, timeout: float = SESSION_END, interval: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """:func:`testsupport.wait_for` with this file's default timeout."""
+    return cast(T, testsupport.wait_for(probe, timeout, what, interval=interval))
 
 
 # ------------------------------------------------------------------------------------------------ events
 @dataclass
 class EventLog:
-    """Everything the event bus delivered to a capture queue (a rule → SQS target in the embedded AWS)."""
+    """Everything the event bus delivered to a capture queue (a rule → SQS target in the embedded AWS), each event
+    checked against the lifecycle event contract (``validate_event`` raises on any mismatch)."""
 
     sqs: Any
     queue_url: str
@@ -71,7 +66,9 @@ class EventLog:
                 if not batch:
                     return
                 for message in batch:
-                    self.received.append(json.loads(message["Body"]))
+                    event = json.loads(message["Body"])
+                    validate_event(event)
+                    self.received.append(event)
                     self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def of(self, session_id: str) -> list[dict[str, Any]]:
@@ -191,10 +188,7 @@ class E2E:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
     stack = start_stack(
         tmp_path_factory.mktemp("e2e-stack"),
         f"MaxActiveSessions={CAP}", "MaxActiveSessionsPerUser=8", "RateLimitCapacity=100000",
@@ -337,7 +331,7 @@ def endings(e2e: E2E) -> Iterator[dict[str, Ending]]:
             "killed": source(face_clip(), loop=True),
         }
         uris = {name: s.url for name, s in sources.items()}
-        uris["unreachable"] = f"rtmp://127.0.0.1:{free_port()}/live/nobody"
+        uris["unreachable"] = f"rtmp://127.0.0.1:{testsupport.free_port()}/live/nobody"
         out: dict[str, Ending] = {}
         for name, uri in uris.items():
             created = e2e.create(user, uri, name=name)

@@ -16,11 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import testsupport
 from stack_support import REPO, StackProcess
 
 from emotionctl.local.state import pid_alive
-from emotionctl.media import require_tools
-from emotionctl.media.sources import ToolMissing
 
 pytestmark = [pytest.mark.stack, pytest.mark.media]
 
@@ -30,10 +29,7 @@ LIVE_LINE = re.compile(r"^\s+\d+:\d\d\s+\d+\s+(\w+|-)\s")
 
 @pytest.fixture(autouse=True)
 def _ffmpeg() -> None:
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
 
 
 def demo(*args: str) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import testsupport
 from stack_support import StackProcess
 from websocket_support import authenticated, run
 
@@ -23,13 +24,10 @@ SOURCE_SECONDS = 120  # the source stops by itself
 @pytest.fixture
 def rtmp_source() -> Iterator[str]:
     """A live face clip served by ffmpeg on rtmp://127.0.0.1:PORT/live/KEY (one client; emotionctl.media)."""
-    from emotionctl.media import RtmpSource, ToolMissing, require_tools
+    from emotionctl.media import RtmpSource
     from emotionctl.media.clips import make_face_clip
 
-    try:
-        require_tools("ffmpeg")
-    except ToolMissing as exc:
-        pytest.skip(str(exc))
+    testsupport.needs("ffmpeg")
     clip = make_face_clip(640, 360, 15, segments=(("face", 10),))
     with RtmpSource(clip, loop=True, max_lifetime=SOURCE_SECONDS) as source:
         yield source.url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from analyzer import expressions, models
+from analyzer import expressions, model_files
 from analyzer.align import Face, align_faces
 from analyzer.expressions import (
     EMOTIONS,
@@ -137,10 +137,10 @@ def test_missing_model_in_an_old_manifest_is_explained(built: BuildResult, tmp_p
 
     copy = Path(str(tmp_path)) / "models"
     shutil.copytree(built.out_dir, copy)
-    manifest = json.loads((copy / models.MANIFEST_FILE).read_text())
+    manifest = json.loads((copy / model_files.MANIFEST_FILE).read_text())
     del manifest["models"]["human_emotion"]
-    (copy / models.MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(models.ModelsError, match="human_emotion"):
+    (copy / model_files.MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(model_files.ModelsError, match="human_emotion"):
         load_classifier("human_emotion", copy)
 
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from analyzer.finder import FaceFinder, appearance
-
-Box = tuple[float, float, float, float]
+from analyzer.geometry import Box
 
 
 @dataclass(frozen=True)

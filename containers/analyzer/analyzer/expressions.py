@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 from emotion_shared.emotions import EMOTIONS
 
-from . import models
+from . import model_files
 from .align import FaceLike, align_faces
 
 log = logging.getLogger(__name__)
@@ -303,11 +303,13 @@ CLASSIFIER_NAMES = (*MODEL_SPECS, "ensemble")
 DEFAULT_CLASSIFIER = "ensemble:mini_xception+human_emotion"
 
 
-def _load_model(name: str, files: models.ModelFiles, threads: int) -> OnnxExpressionClassifier:
+def _load_model(name: str, files: model_files.ModelFiles, threads: int) -> OnnxExpressionClassifier:
     spec = MODEL_SPECS[name]
     entry = files.manifest["models"].get(spec.key)
     if not isinstance(entry, dict) or not isinstance(entry.get("labels"), list):
-        raise models.ModelsError(f"{files.directory}: manifest entry {spec.key!r} lists no labels; rebuild the models")
+        raise model_files.ModelsError(
+            f"{files.directory}: manifest entry {spec.key!r} lists no labels; rebuild the models"
+        )
     return OnnxExpressionClassifier(
         name,
         files.path(spec.key),
@@ -326,13 +328,13 @@ def load_classifier(
     *,
     weights: Sequence[float] | None = None,
 ) -> ExpressionClassifier:
-    """A classifier by name, from a verified model directory (default :func:`analyzer.models.default_model_dir`).
+    """A classifier by name, from a verified model directory (default :func:`analyzer.model_files.default_model_dir`).
 
     ``name``: one of :data:`CLASSIFIER_NAMES`, or ``"ensemble:<a>+<b>[+...]"`` for an ensemble of chosen
     members; ``weights`` (ensembles only) weigh the members' probabilities.
     """
     members = check_classifier_name(name)
-    files = models.load_manifest(model_dir)
+    files = model_files.load_manifest(model_dir)
     if name == "ensemble" or name.startswith("ensemble:"):
         return EnsembleClassifier([_load_model(m, files, threads) for m in members], weights)
     if weights is not None:

@@ -26,11 +26,11 @@ from typing import Protocol
 
 import numpy as np
 
+from .geometry import Box
 from .tracker import FaceTracker, Track, _iou
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 
 DEFAULT_DISCOVERY_INTERVAL = 2.0  # s of stream time: a new face is found within this (issue 8: within 2 s)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
-from emotion_shared.events import SessionEventType
+from emotion_shared.lifecycle_events import SessionEventType
 
 from .pipeline import Load, Pipeline
 

@@ -32,12 +32,12 @@ from emotion_shared.emotions import EMOTIONS, Bucket
 
 from .expressions import DEFAULT_CLASSIFIER, ExpressionClassifier, classify_faces
 from .finder import DEFAULT_DISCOVERY_INTERVAL, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE, FaceFinder
+from .geometry import Box
 from .liveedge import DEFAULT_DRIFT, LiveEdge
 from .tracker import FaceTracker
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
 Chroma = tuple[np.ndarray, np.ndarray]
 
 DEFAULT_ANALYSIS_FPS = 5.0
@@ -110,14 +110,14 @@ class FrameAnalyzer:
     def from_model_dir(
         cls, model_dir: Any = None, threads: int = 1, options: AnalyzerOptions | None = None
     ) -> FrameAnalyzer:
-        """The shipped perception, from the verified models (``analyzer.models.default_model_dir()`` unless given):
+        """The shipped perception, from the verified models (``analyzer.model_files.default_model_dir()`` unless given):
         CenterFace discovers faces on the whole frame every ``discovery_interval`` s at the working size that
         ``min_face`` asks for, BlazeFace short range re-locates each known face on a crop at every analysed
         frame, and the chosen classifier reads eye-aligned crops."""
-        from . import detectors, expressions, models
+        from . import detectors, expressions, model_files
 
         opts = options or AnalyzerOptions()
-        files = models.load_manifest(model_dir)
+        files = model_files.load_manifest(model_dir)
         finder = FaceFinder(
             detectors.CenterFaceDetector(files.path("centerface"), threads, max_faces=opts.max_faces),
             detectors.FaceRelocator(files.path("face_relocator"), threads),

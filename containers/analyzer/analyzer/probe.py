@@ -1,4 +1,5 @@
-"""``emotionctl probe``: open a stream, describe it, and say whether a session would accept it."""
+"""``emotionctl probe``: open a stream, describe it, and say whether a session would accept it (exit codes:
+:class:`analyzer.cli.ExitCode`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,6 @@ from typing import Any
 from emotion_shared.uri import redact_uri
 
 from . import ingest
-
-EXIT_ACCEPTED = 0
-EXIT_REJECTED = 2
-EXIT_UNREACHABLE = 3
 
 
 def probe(uri: str, timeout: tuple[float, float] = ingest.DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -40,7 +37,3 @@ def probe(uri: str, timeout: tuple[float, float] = ingest.DEFAULT_TIMEOUT) -> di
     finally:
         container.close()
     return result
-
-
-def exit_code(result: dict[str, Any]) -> int:
-    return EXIT_ACCEPTED if result.get("accepted") else EXIT_REJECTED

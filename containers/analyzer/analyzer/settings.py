@@ -2,7 +2,7 @@
 
 The shared ones (tables, event bus, ``ALLOW_PRIVATE_STREAM_HOSTS``, ``MAX_SESSION_SECONDS``) come from
 :class:`emotion_shared.config.Settings`; the models directory from ``EMOTION_MODELS_DIR``
-(:func:`analyzer.models.default_model_dir`).
+(:func:`analyzer.model_files.default_model_dir`).
 """
 
 from __future__ import annotations

@@ -5,10 +5,9 @@ Runtime code: standard library only. Built by :mod:`analyzer.modelbuild.speech`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .models import ModelsError, default_model_dir, sha256_file
+from .model_files import ModelsError, default_model_dir, read_manifest, sha256_file
 
 SPEECH_DIR = "speech"
 WHISPER_DIR = "whisper-tiny.en"
@@ -28,18 +27,9 @@ def load_speech_manifest(model_dir: Path | None = None, *, verify: bool = True) 
     out = base / SPEECH_DIR
     hint = f"build it with `python -m analyzer.modelbuild --out {base}`"
     path = out / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelsError(f"no speech model in {out} ({MANIFEST_FILE} missing): {hint}") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelsError(f"unreadable {path}: {exc}; {hint}") from exc
-    entry = manifest.get("speech_recognizer") if isinstance(manifest, dict) else None
-    if (
-        not isinstance(entry, dict)
-        or manifest.get("format") != MANIFEST_FORMAT
-        or entry.get("directory") != WHISPER_DIR
-    ):
+    manifest = read_manifest(path, f"no speech model in {out}", hint, manifest_format=MANIFEST_FORMAT)
+    entry = manifest.get("speech_recognizer")
+    if not isinstance(entry, dict) or entry.get("directory") != WHISPER_DIR:
         raise ModelsError(f"{path}: unsupported or malformed speech manifest; {hint}")
     files = entry.get("files")
     if not isinstance(files, dict) or not files:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from .geometry import Box
 
 
 @dataclass(slots=True)

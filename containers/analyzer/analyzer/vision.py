@@ -19,15 +19,14 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from emotion_shared.emotions import EMOTIONS
 
-from . import expressions, models
+from . import expressions, model_files
+from .geometry import Box
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EMOTIONS", "Detection", "EmotionClassifier", "FaceDetector", "crop_faces", "load_models", "resize_luma"]
+__all__ = ["Detection", "EmotionClassifier", "FaceDetector", "crop_faces", "load_models", "resize_luma"]
 
-Box = tuple[float, float, float, float]
 
 _RAW_SCORE_LIMIT = 80.0  # MediaPipe clips logits at 100; 80 keeps exp() in float32 range
 
@@ -368,8 +367,8 @@ class EmotionClassifier(expressions.OnnxExpressionClassifier):
 def load_models(
     model_dir: Path | None = None, threads: int = 1, **detector_options: Any
 ) -> tuple[FaceDetector, EmotionClassifier]:
-    """Both models from a verified model directory (default :func:`analyzer.models.default_model_dir`)."""
-    files = models.load_manifest(model_dir)
+    """Both models from a verified model directory (default :func:`analyzer.model_files.default_model_dir`)."""
+    files = model_files.load_manifest(model_dir)
     log.info("loading models from %s", files.directory)
     detector = FaceDetector(files.face_detector, threads, **detector_options)
     return detector, EmotionClassifier(files.emotion_classifier, threads)

@@ -40,8 +40,8 @@ from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.clock import now_ms
 from emotion_shared.config import ConfigError, Settings
 from emotion_shared.emotions import EmotionStore
-from emotion_shared.events import EventPublisher, EventPublishError, SessionEventType, session_event_detail
-from emotion_shared.models import SessionState, StopReason, WorkerState
+from emotion_shared.lifecycle_events import EventPublisher, EventPublishError, SessionEventType, session_event_detail
+from emotion_shared.session_models import SessionState, StopReason, WorkerState
 from emotion_shared.sessions import SessionRepository
 from emotion_shared.uri import UnsafeStreamHost, check_stream_host, redact_uri
 

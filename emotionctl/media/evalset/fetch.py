@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from analyzer.model_files import sha256_file
 
 from .manifest import MANIFEST_PATH, Archive, Manifest, PictureEntry
 
@@ -86,14 +87,6 @@ def _stamp_ok(stamp: Path, digest: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ archives
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def ensure_archive(archive: Archive, directory: Path) -> Path:
     """The pinned archive in ``directory``, fetched with the registry's client if missing or not the pinned one."""
     directory.mkdir(parents=True, exist_ok=True)

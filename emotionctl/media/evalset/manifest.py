@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from analyzer.geometry import Box
+
 Expression = Literal["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral", "unclear"]
 Pose = Literal["frontal", "turned", "profile"]
 Registry = Literal["pypi", "npm"]
@@ -30,9 +32,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class ManifestError(ValueError):
     """The manifest is malformed: the message names the entry and what is wrong."""
-
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)

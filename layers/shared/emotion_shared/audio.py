@@ -25,7 +25,7 @@ from typing import Any
 
 from .dynamo import batch_write, deserialize, serialize
 from .emotions import EMOTION_KEY_LIMIT
-from .models import MAX_OFFSET_SECONDS
+from .session_models import MAX_OFFSET_SECONDS
 
 AUDIO_KEY_BASE = EMOTION_KEY_LIMIT  # 1e13 > MAX_OFFSET_SECONDS * 1000: above every emotion second
 ITEM_KIND = "speech"

@@ -32,6 +32,10 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerResponse,
+    parse_api_gateway_arn,
+)
 from botocore.exceptions import ClientError
 
 from .clock import iso_ms, now_ms, parse_iso
@@ -512,10 +516,6 @@ def create_token(
     return TokenStore(client, control_table).create(user, product, expires_ms=expires_ms, name=name)
 
 
-def revoke_token(client: Any, control_table: str, token: str) -> bool:
-    return TokenStore(client, control_table).revoke(token)
-
-
 def lookup(token: str) -> Principal | None:
     return default_store().lookup(token)
 
@@ -525,27 +525,24 @@ def authorize(headers: Mapping[str, Any] | None) -> dict[str, str] | None:
     return default_store().authorize(headers)
 
 
-def api_wide_resource(method_arn: str) -> str:
-    """``arn:aws:execute-api:region:account:api/stage/GET/v1/sessions`` → ``…:api/stage/*``: one cached
-    authorizer decision then covers every route of the stage (what a token may do there is the REST
-    handler's decision, from the context's scope)."""
-    parts = method_arn.split("/")
-    if len(parts) < 3 or not parts[0].startswith("arn:"):
-        return method_arn
-    return f"{parts[0]}/{parts[1]}/*"
-
-
 def policy(context: Mapping[str, str], method_arn: str) -> dict[str, Any]:
-    return {
-        "principalId": context["user"],
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": api_wide_resource(method_arn)}
-            ],
-        },
-        "context": dict(context),
-    }
+    """The authorizer's answer (Powertools' ``APIGatewayAuthorizerResponse``): allow every route of the request's
+    API stage (``…:api/stage/*/*``), so one cached decision covers them all — what a token may do there is the REST
+    handler's decision, from the context's scope. A malformed ``method_arn`` raises ``ValueError``."""
+    try:
+        arn = parse_api_gateway_arn(method_arn)
+    except (IndexError, ValueError):
+        raise ValueError(f"not an API Gateway method ARN: {method_arn!r}") from None
+    response = APIGatewayAuthorizerResponse(
+        principal_id=context["user"],
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=dict(context),
+    )
+    response.allow_all_routes()
+    return response.asdict()
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

@@ -59,6 +59,12 @@ def serialize_value(value: Any) -> dict[str, Any]:
     return _ser.serialize(_to_dynamo(value))
 
 
+def plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item deserialized by boto3/Powertools (numbers as Decimals) → plain Python (int/float), as
+    :func:`deserialize` gives."""
+    return {k: _from_dynamo(v) for k, v in item.items()}
+
+
 def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
     """DynamoDB attribute-value map → plain Python (Decimals become int/float)."""
     return {k: _from_dynamo(_deser.deserialize(v)) for k, v in item.items()}

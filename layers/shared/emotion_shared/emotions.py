@@ -195,6 +195,21 @@ class EmotionStore:
         )
         return (Bucket.from_raw(item) for page in pages for item in page.get("Items", []))
 
+    def previous_second(self, session_id: str, before: int) -> int | None:
+        """The last emotion second of the session before ``before`` (None: none yet)."""
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="#s = :s AND #t < :t",
+            ExpressionAttributeNames={"#s": "sessionId", "#t": "sec"},
+            ExpressionAttributeValues={":s": {"S": session_id}, ":t": {"N": str(min(before, EMOTION_KEY_LIMIT))}},
+            ProjectionExpression="#t",
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = response.get("Items") or []
+        return int(items[0]["sec"]["N"]) if items else None
+
     def delete_session(self, session_id: str) -> int:
         """Delete every item of a session (its emotion buckets and its speech segments); returns how many."""
         keys = [

@@ -19,7 +19,7 @@ from .clock import iso_ms
 from .dynamo import deserialize, error_code, query_all, serialize, serialize_value
 from .errors import CapacityExceeded, ErrorCode, InvalidState, NotFound
 from .ids import highest_id_at, lowest_id_at, new_session_id
-from .models import SESSION_TYPE, SessionState, StopReason, WorkerState
+from .session_models import SESSION_TYPE, SessionState, StopReason, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,48 @@ ACTIVE_SHARD = "active"
 
 def user_capacity_key(user: str) -> str:
     return f"capacity#user#{user}"
+
+
+def capacity_release_items(control_table: str, user: str) -> list[dict[str, Any]]:
+    """The two counter decrements of a release (``capacity#global``, ``capacity#user#<user>``)."""
+    return [
+        {
+            "Update": {
+                "TableName": control_table,
+                "Key": {"pk": {"S": key}},
+                "UpdateExpression": "SET active = active - :one",
+                "ConditionExpression": "active > :zero",
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+            }
+        }
+        for key in (GLOBAL_CAPACITY_KEY, user_capacity_key(user))
+    ]
+
+
+def capacity_release_transaction(
+    sessions_table: str, control_table: str, session_id: str, user: str
+) -> list[dict[str, Any]]:
+    """The ``TransactItems`` that give back an ended session's capacity unit, exactly once: ``capacityHeld`` true →
+    false on the (no longer active) session, and both counters minus one. The state machine's ``ReleaseCapacity``
+    (``statemachine/session.asl.json``) runs the same items; ``tests/unit/test_capacity_release_contract.py`` proves
+    them identical."""
+    return [
+        {
+            "Update": {
+                "TableName": sessions_table,
+                "Key": {"id": {"S": session_id}},
+                "UpdateExpression": "SET capacityHeld = :f",
+                "ConditionExpression": "capacityHeld = :t AND #state <> :active",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {
+                    ":f": {"BOOL": False},
+                    ":t": {"BOOL": True},
+                    ":active": {"S": SessionState.ACTIVE.value},
+                },
+            }
+        },
+        *capacity_release_items(control_table, user),
+    ]
 
 
 @dataclass(frozen=True)
@@ -374,19 +416,7 @@ class SessionRepository:
         return self._control
 
     def _release_items(self, user: str) -> list[dict[str, Any]]:
-        control = self._require_control()
-        return [
-            {
-                "Update": {
-                    "TableName": control,
-                    "Key": {"pk": {"S": key}},
-                    "UpdateExpression": "SET active = active - :one",
-                    "ConditionExpression": "active > :zero",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
-                }
-            }
-            for key in (GLOBAL_CAPACITY_KEY, user_capacity_key(user))
-        ]
+        return capacity_release_items(self._require_control(), user)
 
     def release_capacity(self, session_id: str) -> bool:
         """Give back the session's capacity unit, exactly once. True if this call released it."""
@@ -395,23 +425,9 @@ class SessionRepository:
             return False
         try:
             self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"id": {"S": session_id}},
-                            "UpdateExpression": "SET capacityHeld = :f",
-                            "ConditionExpression": "capacityHeld = :t AND #st <> :active",
-                            "ExpressionAttributeNames": {"#st": "state"},
-                            "ExpressionAttributeValues": {
-                                ":f": {"BOOL": False},
-                                ":t": {"BOOL": True},
-                                ":active": {"S": SessionState.ACTIVE.value},
-                            },
-                        }
-                    },
-                    *self._release_items(item["user"]),
-                ]
+                TransactItems=capacity_release_transaction(
+                    self._table, self._require_control(), session_id, item["user"]
+                )
             )
         except ClientError as exc:
             if error_code(exc) == "TransactionCanceledException":

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .clock import iso_ms, now_ms, parse_iso
 from .config import ConfigError
-from .events import EventPublisher, EventPublishError
-from .models import SessionState, StopReason, WorkerState
+from .lifecycle_events import EventPublisher, EventPublishError
+from .session_models import SessionState, StopReason, WorkerState
 from .sessions import SessionRepository
 
 logger = logging.getLogger(__name__)

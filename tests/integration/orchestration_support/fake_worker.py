@@ -18,7 +18,7 @@ import time
 
 import boto3
 from emotion_shared.clock import now_ms
-from emotion_shared.models import StopReason, WorkerState
+from emotion_shared.session_models import StopReason, WorkerState
 from emotion_shared.sessions import SessionRepository
 
 

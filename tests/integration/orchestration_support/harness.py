@@ -14,9 +14,10 @@ from typing import Any
 
 import boto3
 from emotion_shared.clock import now_ms
-from emotion_shared.events import EventPublisher
+from emotion_shared.lifecycle_events import EventPublisher, validate_event
 from emotion_shared.sessions import Limits, SessionRepository
 from emotion_shared.sweeper import Sweeper
+from testsupport import wait_for
 
 from emotionctl.local.fargate import AgentConfig, FargateAgent
 from emotionctl.local.moto_server import LOCAL_ACCOUNT, LOCAL_REGION, MotoHandle, local_aws_env
@@ -82,7 +83,8 @@ class Harness:
         ]
 
     def events(self, expected: int, timeout: float = 20) -> list[dict[str, Any]]:
-        """Drain the capture queue until ``expected`` events arrived (then a short grace for extra ones)."""
+        """Drain the capture queue until ``expected`` events arrived (then a short grace for extra ones); every
+        event is checked against the lifecycle event contract (``validate_event`` raises on any mismatch)."""
         sqs = self.client("sqs")
         received: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
@@ -90,7 +92,9 @@ class Harness:
         while time.monotonic() < (grace_until or deadline):
             messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
             for message in messages.get("Messages", []):
-                received.append(json.loads(message["Body"]))
+                event = json.loads(message["Body"])
+                validate_event(event)
+                received.append(event)
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             if len(received) >= expected and grace_until is None:
                 grace_until = time.monotonic() + 0.5
@@ -111,17 +115,6 @@ class Harness:
 
     def capacity(self, user: str = "alice") -> tuple[int, int]:
         return self.repo.active_count(), self.repo.active_count(user)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def template_resolver(refs: dict[str, Any], attributes: dict[tuple[str, str], Any], **overrides: str) -> Resolver:

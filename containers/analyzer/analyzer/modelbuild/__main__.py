@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import models
+from .. import model_files
 from .builder import build, default_cache_dir
 from .speech import build_speech
 
@@ -20,7 +20,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=None, help=f"output directory (default: {models.default_model_dir()})"
+        "--out", type=Path, default=None, help=f"output directory (default: {model_files.default_model_dir()})"
     )
     parser.add_argument(
         "--cache",

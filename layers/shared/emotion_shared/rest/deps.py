@@ -10,7 +10,7 @@ from ..audio import SegmentStore
 from ..config import Settings, get_settings
 from ..emotions import EmotionStore
 from ..ratelimit import TokenBucketLimiter
-from ..service import SessionService, StepFunctionsStarter
+from ..session_service import SessionService, StepFunctionsStarter
 from ..sessions import SessionRepository
 from ..viewers import ViewerTokens
 from .idempotency import IdempotentCreate

@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import ConfigError
 from ..errors import DomainError, ErrorCode, RateLimited
-from ..service import is_transient
+from ..session_service import is_transient
 
 logger = logging.getLogger(__name__)
 

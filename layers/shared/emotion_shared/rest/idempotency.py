@@ -20,8 +20,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from ..auth import Principal
 from ..errors import InvalidRequest
-from ..models import CreateSessionRequest
-from ..service import SessionService
+from ..session_models import CreateSessionRequest
+from ..session_service import SessionService
 
 HEADER = "Idempotency-Key"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")

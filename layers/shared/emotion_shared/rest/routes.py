@@ -20,7 +20,13 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from ..access import Operation
 from ..auth import Principal
 from ..errors import InvalidRequest
-from ..models import CreateSessionRequest, CreateViewerTokensRequest, ListSessionsQuery, TimelineQuery, TranscriptQuery
+from ..session_models import (
+    CreateSessionRequest,
+    CreateViewerTokensRequest,
+    ListSessionsQuery,
+    TimelineQuery,
+    TranscriptQuery,
+)
 from . import deps
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 

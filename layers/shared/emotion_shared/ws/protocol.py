@@ -194,10 +194,6 @@ def parse_subscription_id(body: dict[str, Any] | None) -> str:
     return value
 
 
-def is_subscription_id(value: str) -> bool:
-    return bool(_SUBSCRIPTION_ID_RE.match(value))
-
-
 def event(
     subscription_id: str, timestamp_ms: int, event_type: str, data: Any, extra: dict[str, Any] | None = None
 ) -> str:

@@ -25,9 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBRecordEventName,
+    DynamoDBStreamEvent,
+)
+
 from ..audio import Segment, is_segment_key
 from ..clock import now_ms
-from ..dynamo import deserialize
+from ..dynamo import plain
 from ..emotions import Bucket, EmotionStore
 from . import periods, protocol
 from .protocol import Channel
@@ -36,10 +41,12 @@ from .store import ConnectionStore, Subscriber
 
 logger = logging.getLogger(__name__)
 
+_WRITES = (DynamoDBRecordEventName.INSERT, DynamoDBRecordEventName.MODIFY)
 
-def table_of(arn: str) -> str:
+
+def table_of(arn: str | None) -> str:
     """``arn:aws:dynamodb:r:a:table/NAME/stream/…`` → ``NAME``."""
-    parts = arn.split("/")
+    parts = (arn or "").split("/")
     return parts[1] if len(parts) > 1 else ""
 
 
@@ -77,11 +84,8 @@ class _StateChange:
     state: str
 
 
-def _worker_state(image: Mapping[str, Any] | None) -> str | None:
-    if not image:
-        return None
-    meta = image.get("meta", {}).get("M", {})
-    value = meta.get("workerState", {}).get("S")
+def _worker_state(image: Mapping[str, Any]) -> str | None:
+    value = (image.get("meta") or {}).get("workerState")
     return str(value) if value is not None else None
 
 
@@ -90,7 +94,6 @@ class Publisher:
         self,
         store: ConnectionStore,
         emotion_store: EmotionStore,
-        emotions_client: Any,
         pusher: Pusher,
         *,
         sessions_table: str,
@@ -99,7 +102,6 @@ class Publisher:
     ) -> None:
         self._store = store
         self._emotions = emotion_store
-        self._db = emotions_client
         self._pusher = pusher
         self._sessions_table = sessions_table
         self._emotions_table = emotions_table
@@ -112,19 +114,21 @@ class Publisher:
 
     # ------------------------------------------------------------------ entry point
     def process(self, records: Iterable[Mapping[str, Any]]) -> PublishResult:
+        """Publish what a batch of stream records (the event's ``Records``) means to the subscribers."""
         started = time.perf_counter()
         result = PublishResult()
         emotion_groups: dict[str, _EmotionGroup] = {}
         speech: dict[str, _SpeechGroup] = {}
         state_changes: dict[str, list[_StateChange]] = {}
-        for record in records:
+        for record in DynamoDBStreamEvent({"Records": list(records)}).records:
             result.records += 1
-            table = table_of(str(record.get("eventSourceARN", "")))
-            name = record.get("eventName")
-            data = record.get("dynamodb") or {}
-            sequence = str(data.get("SequenceNumber", ""))
-            if table == self._emotions_table and name in ("INSERT", "MODIFY") and data.get("NewImage"):
-                item = deserialize(data["NewImage"])
+            table = table_of(record.event_source_arn)
+            if record.event_name not in _WRITES or record.dynamodb is None:
+                continue
+            data = record.dynamodb
+            sequence = data.sequence_number or ""
+            if table == self._emotions_table and data.new_image:
+                item = plain(data.new_image)
                 if is_segment_key(item["sec"]):
                     speech.setdefault(str(item["sessionId"]), _SpeechGroup(sequence)).segments.append(
                         Segment.from_item(item)
@@ -133,10 +137,10 @@ class Publisher:
                 group = emotion_groups.setdefault(str(item["sessionId"]), _EmotionGroup(sequence))
                 bucket = Bucket.from_item(item)
                 group.buckets[bucket.sec] = bucket
-            elif table == self._sessions_table and name in ("INSERT", "MODIFY"):
-                new = _worker_state(data.get("NewImage"))
-                if new is not None and new != _worker_state(data.get("OldImage")):
-                    session_id = str(data.get("Keys", {}).get("id", {}).get("S", ""))
+            elif table == self._sessions_table:
+                new = _worker_state(data.new_image)
+                if new is not None and new != _worker_state(data.old_image):
+                    session_id = str(data.keys.get("id", ""))
                     state_changes.setdefault(session_id, []).append(_StateChange(sequence, new))
         for session_id, changes in state_changes.items():
             self._guard(result, changes[0].sequence, self._publish_states, session_id, changes)
@@ -188,19 +192,6 @@ class Publisher:
         self._deliver(result, session_id, subscribers, messages)
 
     # ------------------------------------------------------------------ emotions
-    def _previous_sec(self, session_id: str, before: int) -> int | None:
-        response = self._db.query(
-            TableName=self._emotions_table,
-            KeyConditionExpression="sessionId = :s AND sec < :t",
-            ExpressionAttributeValues={":s": {"S": session_id}, ":t": {"N": str(before)}},
-            ProjectionExpression="sec",
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-        )
-        items = response.get("Items") or []
-        return int(items[0]["sec"]["N"]) if items else None
-
     def _publish_emotions(self, result: PublishResult, session_id: str, group: _EmotionGroup) -> None:
         subscribers = [s for s in self._store.subscribers(session_id) if s.channel.periodic and s.freq]
         result.reads += 1
@@ -210,7 +201,7 @@ class Publisher:
         freqs = sorted({s.freq for s in subscribers if s.freq})
         previous: int | None = None
         if any(f > 1 for f in freqs):
-            previous = self._previous_sec(session_id, secs[0])
+            previous = self._emotions.previous_second(session_id, secs[0])
             result.reads += 1
         due = {f: periods.due_periods(secs, f, previous) for f in freqs}
         buckets = self._period_buckets(result, session_id, group, due)

@@ -19,8 +19,8 @@ from ..sessions import SessionRepository
 from .config import get_ws_settings
 from .publisher import Publisher
 from .push import Pusher
-from .service import WebSocketService
 from .store import ConnectionStore
+from .websocket_service import WebSocketService
 
 _lock = threading.Lock()
 _service: WebSocketService | None = None
@@ -70,7 +70,6 @@ def publisher() -> Publisher:
             _publisher = Publisher(
                 _store(),
                 EmotionStore(db, settings.emotions_table),
-                db,
                 Pusher(management_client()),
                 sessions_table=settings.sessions_table,
                 emotions_table=settings.emotions_table,

@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from .client import Api, ApiError, Channels
-from .stack import (
+from .client import Api, Channels, RequestFailed
+from .environment import (
     CLIP_FPS,
     CLIP_SIZE,
     DemoError,
@@ -170,7 +170,7 @@ class _Demo:
                 "config": {"analysisFps": self.options.analysis_fps}}
         try:
             created: dict[str, Any] = await self.api.call("POST", "/v1/sessions", body)
-        except ApiError as exc:
+        except RequestFailed as exc:
             if exc.status == 503:
                 raise DemoError(f"{exc}\n  the stack is at capacity: stop a session (or wait for one to end) and "
                                 "try again") from None
@@ -271,7 +271,7 @@ class _Demo:
             self.screen.status("stopping the session (POST …/stop)")
             try:
                 await self.api.call("POST", path + "/stop")
-            except ApiError as exc:
+            except RequestFailed as exc:
                 if exc.status != 409:  # 409: it ended on its own meanwhile
                     raise
         if not wait or self.ended:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""bench/flow — the whole session flow on the local stack, timed from the outside.
+"""bench/session_flow — the whole session flow on the local stack, timed from the outside.
 
-    .venv/bin/python bench/flow.py [--sessions 10] [--keep-going]
+    .venv/bin/python bench/session_flow.py [--sessions 10] [--keep-going]
 
 Starts its own `emotionctl local up` (temporary state dir, any free port), makes a clip from a real face
 photo (scikit-image's astronaut) and, for each session in turn:
@@ -24,13 +24,12 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,9 @@ import boto3
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # testsupport: wait_for, free_port (shared with the tests)
+from testsupport import wait_for  # noqa: E402
+
 USER = "bench"
 PARAMS = ("RateLimitCapacity=100000", "MaxActiveSessions=50", "MaxActiveSessionsPerUser=50")
 
@@ -49,23 +51,6 @@ def percentile(values: list[float], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -118,7 +103,7 @@ def local_stack(workdir: Path) -> Iterator[Stack]:
     process = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         state_file = state_dir / "stack.json"
-        wait_for(lambda: state_file.exists() or process.poll() is not None, 120, "the local stack", 0.2)
+        wait_for(lambda: state_file.exists() or process.poll() is not None, 120, "the local stack", interval=0.2)
         if process.poll() is not None:
             raise RuntimeError(f"the local stack did not start; see {workdir / 'stack.log'}")
         state = json.loads(state_file.read_text())

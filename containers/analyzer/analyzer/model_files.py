@@ -34,7 +34,7 @@ class ModelsError(RuntimeError):
 
 def repo_root() -> Path | None:
     """The source checkout this package runs from, or None when installed elsewhere (the image)."""
-    parents = Path(__file__).resolve().parents  # containers/analyzer/analyzer/models.py -> repo
+    parents = Path(__file__).resolve().parents  # containers/analyzer/analyzer/model_files.py -> repo
     if len(parents) < 4:  # installed shallow, e.g. /app/analyzer in the image
         return None
     root = parents[3]
@@ -55,11 +55,9 @@ def default_model_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's sha256 (hex): the one digest every model, package and data file is checked with."""
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -94,6 +92,20 @@ MODEL_FILES: dict[str, str] = {
 }
 
 
+def read_manifest(path: Path, missing: str, hint: str, *, manifest_format: int = MANIFEST_FORMAT) -> dict[str, Any]:
+    """The manifest object in ``path`` (any model directory's ``manifest.json``), of this code's format.
+    :class:`ModelsError` otherwise: ``missing`` when there is no file, and always ``hint`` (how to build)."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelsError(f"{missing} ({path.name} missing): {hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelsError(f"unreadable {path}: {exc}; {hint}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != manifest_format:
+        raise ModelsError(f"{path}: unsupported manifest format; {hint}")
+    return manifest
+
+
 def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> ModelFiles:
     """Read ``manifest.json`` in ``model_dir`` and (by default) check every model's sha256.
 
@@ -102,14 +114,7 @@ def load_manifest(model_dir: Path | None = None, *, verify: bool = True) -> Mode
     directory = Path(model_dir) if model_dir is not None else default_model_dir()
     hint = f"build them with `python -m analyzer.modelbuild --out {directory}`"
     manifest_path = directory / MANIFEST_FILE
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelsError(f"no models in {directory} ({MANIFEST_FILE} missing): {hint}") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelsError(f"unreadable {manifest_path}: {exc}; {hint}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelsError(f"{manifest_path}: unsupported manifest format; {hint}")
+    manifest = read_manifest(manifest_path, f"no models in {directory}", hint)
     models = manifest.get("models")
     if not isinstance(models, dict):
         raise ModelsError(f"{manifest_path}: no models listed; {hint}")

