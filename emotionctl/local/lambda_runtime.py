@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Imported once in the fork server, shared by every worker it forks. Library code only: nothing here reads a
-# function's settings at import (the handler modules and emotion_shared are imported by each worker itself).
+# Imported once in the fork server, shared by every worker it forks. Library code only, none of it reads a
+# function's settings at import (Powertools reads AWS_EXECUTION_ENV for its user agent and
+# AWS_LAMBDA_INITIALIZATION_TYPE for its cold-start flag: the same answer either way here). The handler modules
+# and emotion_shared are imported by each worker itself, after its environment is set.
 PRELOADED = ["boto3", "boto3.dynamodb.types", "botocore.session", "pydantic", "aws_lambda_powertools",
              "aws_lambda_powertools.event_handler"]
 DEFAULT_MAX_WORKERS = 4  # execution environments per function (the template's ReservedConcurrentExecutions wins)
