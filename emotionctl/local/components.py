@@ -21,7 +21,7 @@ from aiohttp import web
 from .dashboard import DashboardSite
 from .fargate import FargateAgentComponent
 from .gateway.rest import RestGateway
-from .lambda_runtime import DEFAULT_MAX_WORKERS, LambdaFunction, function_specs
+from .lambda_runtime import DEFAULT_MAX_WORKERS, LambdaFunction, function_specs, start_fork_server
 from .moto_server import MotoHandle, start_moto
 from .orchestration import MotoOrchestration, OrchestrationResources, SweeperSchedule
 from .stack import StartError
@@ -116,6 +116,26 @@ class Tables:
         return {"tables": dict(self.names)}
 
 
+class ForkServer:
+    """Component, first: starts the functions' fork server (:func:`.lambda_runtime.start_fork_server`) in the
+    background, so its library imports overlap with the AWS side's start instead of delaying ``functions``."""
+
+    name = "fork-server"
+
+    def __init__(self) -> None:
+        self._starting: asyncio.Future[None] | None = None
+
+    async def start(self, stack: LocalStack) -> None:
+        self._starting = asyncio.get_running_loop().run_in_executor(None, start_fork_server)
+
+    async def stop(self) -> None:  # the server ends with this process; a start still under way is awaited
+        if self._starting is not None:
+            await self._starting
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
 class LambdaFunctions:
     """Every function of template.yaml in worker processes of its own (:mod:`.lambda_runtime`), each with its
     own environment: the template's ``Environment`` (Globals + its own) resolved against the local resources
@@ -208,6 +228,7 @@ class HttpServer:
 def default_components() -> list[Component]:
     """The local stack, in start order (stopped in reverse)."""
     return [
+        ForkServer(),  # the functions' fork server warms up while the AWS side starts
         # -- AWS side
         Moto(),
         MotoOrchestration(),  # moto patches + real Step Functions execution, before any state machine

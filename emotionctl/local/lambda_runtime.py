@@ -249,6 +249,15 @@ def _context() -> Any:
         return context
 
 
+def start_fork_server() -> None:
+    """Start the fork server now (it imports :data:`PRELOADED` in its own process, in parallel with whatever
+    this process does meanwhile); the pools use it later. Idempotent."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
 @dataclass
 class FunctionStats:
     invocations: int = 0
