@@ -252,10 +252,11 @@ def _context() -> Any:
 def start_fork_server() -> None:
     """Start the fork server now (it imports :data:`PRELOADED` in its own process, in parallel with whatever
     this process does meanwhile); the pools use it later. Idempotent."""
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
     _context()
     forkserver.ensure_running()
+    resource_tracker.ensure_running()  # the pools need it too: one interpreter start fewer on the critical path
 
 
 @dataclass
