@@ -160,7 +160,7 @@ class BotocoreTimer:
 
 # ------------------------------------------------------------------ events (the gateway's own builder)
 def _event_factory(state: dict[str, Any]) -> Callable[..., dict[str, Any]]:
-    from emotionctl.local.gateway.events import ApiContext, HttpRequest, proxy_event
+    from emotionctl.local.gateway.proxy_integration import ApiContext, HttpRequest, proxy_event
     from emotionctl.local.gateway.routes import RouteTable
     from emotionctl.local.template import load_template
 
@@ -214,16 +214,13 @@ def child_cold_handler(state_file: Path) -> None:
 
     os.environ.update(state["env"])
     os.environ.update(local_aws_env(state["aws"]["endpoint"]))
-    from emotionctl.local.lambda_runtime import LocalFunction
+    from emotionctl.local.lambda_runtime import load_handler, local_context
 
-    function = LocalFunction(logical_id="ApiFunction", code_dir=REPO / "functions" / "api", handler="app.handler",
-                             timeout_seconds=10, memory_mb=512, function_name="bench-ApiFunction",
-                             region=state["aws"]["region"], account_id=state["aws"]["accountId"])
     began = time.perf_counter()
-    function.load()
+    entry = load_handler(REPO / "functions" / "api", "app.handler", "_bench_ApiFunction")
     loaded = time.perf_counter()
     event = _event_factory(state)("GET", "/v1/sessions")
-    response = function.invoke(event)
+    response = entry(event, local_context("bench-ApiFunction", timeout_seconds=10))
     done = time.perf_counter()
     assert response["statusCode"] == 200, response
     print(json.dumps({"import_ms": (loaded - began) * 1000, "first_request_ms": (done - loaded) * 1000,
@@ -276,23 +273,20 @@ def warm_gateway(stack: Stack, token: str, n: int, heavy: int, creates: int, sid
 
 
 def warm_handler(stack: Stack, n: int, heavy: int, creates: int, sid: str) -> list[Row]:
-    from emotionctl.local.lambda_runtime import LocalFunction
+    from emotionctl.local.lambda_runtime import load_handler, local_context
     from emotionctl.local.moto_server import local_aws_env
 
     os.environ.update(stack.state["env"])
     os.environ.update(local_aws_env(stack.state["aws"]["endpoint"]))
     timer = BotocoreTimer()
     timer.install()
-    function = LocalFunction(logical_id="ApiFunction", code_dir=REPO / "functions" / "api", handler="app.handler",
-                             timeout_seconds=10, memory_mb=512, function_name="bench-ApiFunction",
-                             region=stack.state["aws"]["region"], account_id=stack.state["aws"]["accountId"])
-    function.load()
+    entry = load_handler(REPO / "functions" / "api", "app.handler", "_bench_ApiFunction")
     make = _event_factory(stack.state)
 
     def call(expect: int, *args: Any, **kwargs: Any) -> tuple[dict[str, float], dict[str, Any]]:
         event = make(*args, **kwargs)
         with timer.measure() as sample:
-            response = function.invoke(event)
+            response = entry(event, local_context("bench-ApiFunction", timeout_seconds=10))
         if response["statusCode"] != expect:
             raise SystemExit(f"{args}: {response}")
         return sample, response

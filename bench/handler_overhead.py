@@ -77,10 +77,10 @@ def cold_start(env: dict[str, str]) -> dict[str, float]:
     code = (
         "import time, json; t0 = time.perf_counter()\n"
         "from emotion_shared.rest import handler\n"
-        "from emotion_shared.rest.local import LocalLambdaContext\n"
+        "from emotionctl.local.lambda_runtime import local_context\n"
         "t1 = time.perf_counter()\n"
         f"event = json.loads({json.dumps(json.dumps(_event('GET', '/v1/sessions')))})\n"
-        "r = handler(event, LocalLambdaContext()); t2 = time.perf_counter()\n"
+        "r = handler(event, local_context()); t2 = time.perf_counter()\n"
         "assert r['statusCode'] == 200, r\n"
         "print(json.dumps({'import_ms': (t1 - t0) * 1000, 'first_request_ms': (t2 - t1) * 1000}))\n"
     )
@@ -121,9 +121,10 @@ def main() -> None:
 
         from emotion_shared.emotions import Bucket, EmotionStore
         from emotion_shared.rest import handler
-        from emotion_shared.rest.local import LocalLambdaContext
 
-        context = LocalLambdaContext()
+        from emotionctl.local.lambda_runtime import local_context
+
+        context = local_context()
         created = handler(_event("POST", "/v1/sessions", {"name": "bench", "streamUri": "rtmp://127.0.0.1/x"}), context)
         sid = json.loads(created["body"])["_id"]
         # ten minutes of data, three faces

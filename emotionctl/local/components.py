@@ -2,8 +2,10 @@
 
 To plug something in, write a class with ``name``, ``async start(stack)``, ``async stop()`` and
 ``describe() -> dict`` (see :class:`emotionctl.local.stack.Component`) and insert it in
-:func:`default_components` at the marked place. Blocking work belongs in ``stack.executor`` or a thread of
-the component's own; ``stop()`` must not hang.
+:func:`default_components` at the marked place. Blocking work belongs in ``run_in_executor`` or a thread of
+the component's own; ``stop()`` must not hang. Handler code never runs in the stack's process: the
+``functions`` component runs every template function in worker processes of its own
+(:mod:`emotionctl.local.lambda_runtime`), and the other components invoke them through ``stack.functions``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from aiohttp import web
 from .dashboard import DashboardSite
 from .fargate import FargateAgentComponent
 from .gateway.rest import RestGateway
-from .lambda_runtime import function_environment
+from .lambda_runtime import DEFAULT_MAX_WORKERS, LambdaFunction, function_specs, start_fork_server
 from .moto_server import MotoHandle, start_moto
-from .orchestration import MotoOrchestration, OrchestrationResources, SweeperTimer
+from .orchestration import MotoOrchestration, OrchestrationResources, SweeperSchedule
 from .stack import StartError
 from .streams import StreamPoller
 from .tables import create_tables
@@ -41,7 +43,8 @@ LOCAL_FUNCTION_ENV = {
 
 class Moto:
     """The embedded AWS: a threaded moto server on its own port. Sets ``AWS_ENDPOINT_URL`` (and fake
-    credentials) in this process, so the in-process handlers reach it through plain boto3."""
+    credentials) in this process, so tools running in it reach it through plain boto3 (the functions and the
+    analyzer tasks get the same variables in their own environments)."""
 
     name = "moto"
 
@@ -113,46 +116,79 @@ class Tables:
         return {"tables": dict(self.names)}
 
 
-class FunctionEnvironment:
-    """Resolves every function's ``Environment`` (Globals + its own) from template.yaml against the local
-    resources and parameters, and puts it in this process's environment, where the handlers run.
+class ForkServer:
+    """Component, first: starts the functions' fork server (:func:`.lambda_runtime.start_fork_server`) in the
+    background, so its library imports overlap with the AWS side's start instead of delaying ``functions``."""
 
-    All functions share one process: a variable two functions set differently is an error."""
+    name = "fork-server"
 
-    name = "function-env"
-
-    def __init__(self, extra: dict[str, str] | None = None) -> None:
-        self.extra = dict(LOCAL_FUNCTION_ENV, **(extra or {}))
-        self.env: dict[str, str] = {}
+    def __init__(self) -> None:
+        self._starting: asyncio.Future[None] | None = None
 
     async def start(self, stack: LocalStack) -> None:
-        resolve = stack.resolver().resolve
-        merged: dict[str, str] = {}
-        for logical, resource in stack.template.get("Resources", {}).items():
-            if resource.get("Type") != "AWS::Serverless::Function":
-                continue
-            for key, value in function_environment(stack.template, logical, resolve).items():
-                if key in merged and merged[key] != value:
-                    raise ValueError(
-                        f"{key} differs between functions ({merged[key]!r} vs {value!r} in {logical}); the local "
-                        "stack runs all functions in one process"
-                    )
-                merged[key] = value
-        merged.update(self.extra)
-        self.env = merged
-        stack.function_env = merged
-        os.environ.update(merged)
-        from emotion_shared import aws
-        from emotion_shared.config import get_settings
+        self._starting = asyncio.get_running_loop().run_in_executor(None, start_fork_server)
 
-        get_settings.cache_clear()
-        aws.reset_clients()
-
-    async def stop(self) -> None:
-        return None
+    async def stop(self) -> None:  # the server ends with this process; a start still under way is awaited
+        if self._starting is not None:
+            await self._starting
 
     def describe(self) -> dict[str, Any]:
-        return {"variables": sorted(self.env)}
+        return {}
+
+
+class LambdaFunctions:
+    """Every function of template.yaml in worker processes of its own (:mod:`.lambda_runtime`), each with its
+    own environment: the template's ``Environment`` (Globals + its own) resolved against the local resources
+    and parameters, with the local overrides (:data:`LOCAL_FUNCTION_ENV`, the embedded AWS's endpoint and
+    credentials, ``stack.function_overrides`` such as the local WebSocket management endpoint) on top.
+
+    One execution environment of each is cold-started here, in parallel (a handler that cannot load stops the
+    stack at start, with its traceback); more start when concurrent invocations need them, up to
+    ``max_workers`` per function. ``only`` limits the stack to some functions (tests)."""
+
+    name = "functions"
+
+    def __init__(self, extra: dict[str, str] | None = None, *, max_workers: int = DEFAULT_MAX_WORKERS,
+                 only: set[str] | None = None) -> None:
+        self.extra = dict(LOCAL_FUNCTION_ENV, **(extra or {}))
+        self.max_workers = max_workers
+        self.only = only
+        self.functions: dict[str, LambdaFunction] = {}
+
+    async def start(self, stack: LocalStack) -> None:
+        overrides = {**(stack.aws_env() if stack.aws_endpoint else {}), **stack.function_overrides, **self.extra}
+        specs = function_specs(
+            stack.template,
+            stack.resolver().resolve,
+            base_dir=stack.config.template_path.parent,
+            name_prefix=stack.config.table_prefix,
+            region=stack.region,
+            account_id=stack.account_id,
+            overrides=overrides,
+            max_workers=self.max_workers,
+        )
+        if self.only is not None:
+            missing = self.only - set(specs)
+            if missing:
+                raise StartError(f"template.yaml has no local function {', '.join(sorted(missing))}")
+            specs = {name: spec for name, spec in specs.items() if name in self.only}
+        self.functions = {name: LambdaFunction(spec) for name, spec in specs.items()}
+        stack.functions = self.functions
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(None, function.start) for function in self.functions.values()),
+            return_exceptions=True,
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            raise failures[0]
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, f.stop) for f in self.functions.values()))
+
+    def describe(self) -> dict[str, Any]:
+        return {name: function.describe() for name, function in self.functions.items()}
 
 
 class HttpServer:
@@ -192,6 +228,7 @@ class HttpServer:
 def default_components() -> list[Component]:
     """The local stack, in start order (stopped in reverse)."""
     return [
+        ForkServer(),  # the functions' fork server warms up while the AWS side starts
         # -- AWS side
         Moto(),
         MotoOrchestration(),  # moto patches + real Step Functions execution, before any state machine
@@ -199,8 +236,8 @@ def default_components() -> list[Component]:
         Tables(),
         WebSocketApiRefs(),
         OrchestrationResources(),  # state machine, ECS cluster/task definition, event bus
-        # -- the functions' environment (needs every resource above registered)
-        FunctionEnvironment(),
+        # -- the functions, each in worker processes of its own (needs every resource above registered)
+        LambdaFunctions(),
         # -- HTTP routes (before the server starts)
         RestGateway(),
         WebSocketGateway(),
@@ -209,5 +246,5 @@ def default_components() -> list[Component]:
         # -- background workers (after the server is up)
         StreamPoller(),
         FargateAgentComponent(),  # runs each ECS task as `python -m analyzer.worker`
-        SweeperTimer(),
+        SweeperSchedule(),
     ]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from emotion_shared.lifecycle_events import EVENT_SOURCE
 
 from . import moto_patches
+from .lambda_runtime import FunctionError, LambdaFunction
 from .resolve import Resolver
 from .template import TEMPLATE_PATH, load_template
 
@@ -418,9 +419,10 @@ class OrchestrationResources:
                 "taskDefinition": o.task_definition_arn}
 
 
-class SweeperTimer:
-    """Component (a background worker): invokes the template's ``SweeperFunction`` every ``interval`` seconds
-    (in AWS: every minute), with a scheduled event, in the stack's handler pool."""
+class SweeperSchedule:
+    """Component (a background worker): the EventBridge schedule of the template's ``SweeperFunction``,
+    locally — invokes it every ``interval`` seconds (in AWS: every minute) with the scheduled event of
+    ``events/sweeper_schedule.json``."""
 
     name = "sweeper"
 
@@ -435,26 +437,12 @@ class SweeperTimer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, stack: LocalStack) -> None:
-        from .lambda_runtime import functions_from_template
-
-        functions = functions_from_template(
-            stack.template,
-            stack.resolver().resolve,
-            base_dir=stack.config.template_path.parent,
-            name_prefix=stack.config.table_prefix,
-            region=stack.region,
-            account_id=stack.account_id,
-        )
-        if self.function not in functions:
+        if self.function not in stack.functions:
             raise OrchestrationError(f"template.yaml has no local function {self.function}")
-        function = functions[self.function]
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(stack.executor, function.load)
         event = json.loads(SWEEPER_EVENT.read_text(encoding="utf-8"))
-        self._task = asyncio.create_task(self._run(stack, function, event), name="sweeper")
+        self._task = asyncio.create_task(self._run(stack, stack.functions[self.function], event), name="sweeper")
 
-    async def _run(self, stack: LocalStack, function: Any, event: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _run(self, stack: LocalStack, function: LambdaFunction, event: dict[str, Any]) -> None:
         while not stack.stopping.is_set():
             try:
                 await asyncio.wait_for(stack.stopping.wait(), timeout=self.interval)
@@ -462,10 +450,13 @@ class SweeperTimer:
             except TimeoutError:
                 pass
             try:
-                report = await loop.run_in_executor(stack.executor, function.invoke, event)
+                report = await function.invoke(event)
                 self.runs += 1
                 self.swept += len(report.get("swept", []))
-            except Exception:  # a failing sweep is logged and retried at the next tick, like a schedule
+            except FunctionError as exc:  # a failing sweep is logged and retried at the next tick, like a schedule
+                self.errors += 1
+                logger.error("sweeper run failed: %s", exc.describe())
+            except Exception:
                 self.errors += 1
                 logger.exception("sweeper run failed")
 

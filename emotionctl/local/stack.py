@@ -12,11 +12,14 @@ share lives on :class:`LocalStack`:
 - ``app`` — the aiohttp application of the HTTP server; add routes (e.g. the WebSocket endpoint) in
   ``start()`` of a component placed *before* the HTTP server component; the REST gateway answers every
   request no other route took (``set_fallback``);
-- ``executor`` — the thread pool where synchronous handler code runs;
+- ``functions`` — the template's Lambda functions, each in worker processes of its own (set by the
+  ``functions`` component; invoke with ``await stack.functions[logical_id].invoke(event)``);
+- ``function_overrides`` — environment variables a component sets for every function over the template's
+  (register them before the ``functions`` component starts);
 - ``stopping`` — an event set when the stack is asked to stop (for background loops).
 
 Typical order (see :func:`emotionctl.local.components.default_components`): AWS side (moto, its patches)
-→ template resources (tables, state machine…) → function environment → routes (REST gateway, WebSocket)
+→ template resources (tables, state machine…) → functions → routes (REST gateway, WebSocket)
 → HTTP server → background workers (Fargate agent, stream poller).
 """
 
@@ -27,10 +30,9 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -38,6 +40,9 @@ from .moto_server import LOCAL_ACCOUNT, LOCAL_REGION, free_port, local_aws_env
 from .resolve import Resolver
 from .state import STATE_VERSION, default_state_dir, state_path
 from .template import TEMPLATE_PATH, load_template
+
+if TYPE_CHECKING:
+    from .lambda_runtime import LambdaFunction
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +95,6 @@ class StackConfig:
     template_path: Path = TEMPLATE_PATH
     table_prefix: str = "local"
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides (over LOCAL_PARAMETERS)
-    handler_threads: int = 32
     lifetime_seconds: float | None = None  # stop by itself after this long (tests)
     # extra environment for every local ECS task (worker settings such as RECONNECT_WINDOW_SECONDS), over the
     # task definition's and the run's overrides
@@ -114,9 +118,9 @@ class LocalStack:
         self.refs: dict[str, str] = {}
         self.attributes: dict[tuple[str, str], str] = {}
         self.aws_endpoint: str | None = None
-        self.function_env: dict[str, str] = {}
+        self.function_overrides: dict[str, str] = {}
+        self.functions: dict[str, LambdaFunction] = {}
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
-        self.executor = ThreadPoolExecutor(max_workers=config.handler_threads, thread_name_prefix="lambda")
         self.stopping = asyncio.Event()
         self.started_at: float | None = None
         self._fallback: Handler | None = None
@@ -208,7 +212,17 @@ class LocalStack:
                 logger.exception("stopping %s failed", component.name)
             else:
                 logger.debug("stopped %s in %.0f ms", component.name, (time.perf_counter() - began) * 1000)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def shared_function_env(self) -> dict[str, str]:
+        """The functions' variables that mean one thing wherever they are set (tables, settings): what a tool
+        needs to find them. A variable two functions set differently is left out (see ``functions``)."""
+        merged: dict[str, str] = {}
+        conflicting: set[str] = set()
+        for function in self.functions.values():
+            for name, value in function.environment.items():
+                if merged.setdefault(name, value) != value:
+                    conflicting.add(name)
+        return {name: value for name, value in merged.items() if name not in conflicting}
 
     def state(self) -> dict[str, Any]:
         """The content of the state file (see :mod:`emotionctl.local.state`)."""
@@ -230,7 +244,9 @@ class LocalStack:
             "aws": {"endpoint": self.aws_endpoint, "region": self.region, "accountId": self.account_id},
             "ports": {"gateway": self.config.port, "moto": self.config.moto_port},
             "tables": tables,
-            "env": dict(self.function_env),
+            "env": self.shared_function_env(),
+            "functions": {name: {"name": f.spec.function_name, "env": dict(f.environment)}
+                          for name, f in self.functions.items()},
             "resources": dict(self.refs),
             "components": {c.name: c.describe() for c in self._started},
         }

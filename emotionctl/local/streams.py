@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .lambda_runtime import LocalFunction, functions_from_template
+from .lambda_runtime import FunctionError, LambdaFunction
 
 if TYPE_CHECKING:
     from .stack import LocalStack
@@ -141,7 +141,7 @@ class StreamWorker:
 
     spec: MappingSpec
     stream_arn: str
-    function: LocalFunction
+    function: LambdaFunction
     client: Any
     region: str
     poll_seconds: float = DEFAULT_POLL_SECONDS
@@ -239,8 +239,11 @@ class StreamWorker:
         """Invoke the function; None on success, else the index in ``batch`` to retry from."""
         self.invocations += 1
         try:
-            result = self.function.invoke({"Records": batch})
-        except Exception:
+            result = self.function.invoke_sync({"Records": batch})
+        except FunctionError as exc:
+            logger.error("%s on a batch of %d records", exc.describe(), len(batch))
+            return 0
+        except Exception:  # a timeout, or the function's environment failed
             logger.exception("%s failed on a batch of %d records", self.function.logical_id, len(batch))
             return 0
         failures = (result or {}).get("batchItemFailures") if isinstance(result, dict) else None
@@ -268,28 +271,16 @@ class StreamPoller:
 
         resolve = stack.resolver().resolve
         specs = MappingSpec.from_template(stack.template, resolve)
-        every = functions_from_template(
-            stack.template,
-            resolve,
-            base_dir=stack.config.template_path.parent,
-            name_prefix=stack.config.table_prefix,
-            region=stack.region,
-            account_id=stack.account_id,
-        )
         client = boto3.session.Session().client("dynamodbstreams", endpoint_url=stack.aws_endpoint,
                                                 region_name=stack.region)
-        loaded: dict[str, LocalFunction] = {}
         loop = asyncio.get_running_loop()
         for spec in specs:
-            if spec.function not in every:
+            if spec.function not in stack.functions:
                 raise ValueError(f"{spec.logical_id} targets {spec.function}, which has no local code")
-            if spec.function not in loaded:
-                loaded[spec.function] = every[spec.function]
-                await loop.run_in_executor(stack.executor, loaded[spec.function].load)
             stream_arn = stack.attributes.get((spec.table, "StreamArn"))
             if not stream_arn:
                 raise ValueError(f"{spec.logical_id}: table {spec.table} has no stream registered locally")
-            worker = StreamWorker(spec, stream_arn, loaded[spec.function], client, stack.region,
+            worker = StreamWorker(spec, stream_arn, stack.functions[spec.function], client, stack.region,
                                   poll_seconds=self.poll_seconds)
             await loop.run_in_executor(None, worker.start)
             self.workers.append(worker)

@@ -11,9 +11,9 @@
   that is gone answers 410 with ``x-amzn-ErrorType: GoneException`` (boto raises ``GoneException``).
 - The idle sweeper function of the template (its EventBridge schedule) runs every few seconds.
 
-Two components: :class:`WebSocketApiRefs` (before the function environment: registers ``!Ref`` of the
-WebSocket API and its stage) and :class:`WebSocketGateway` (with the other routes, before the HTTP server;
-it points ``WEBSOCKET_MANAGEMENT_ENDPOINT`` at this server).
+Two components: :class:`WebSocketApiRefs` (before the functions: registers ``!Ref`` of the WebSocket API
+and its stage, and points every function's ``WEBSOCKET_MANAGEMENT_ENDPOINT`` at this server) and
+:class:`WebSocketGateway` (with the other routes, before the HTTP server).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from .lambda_runtime import LocalFunction, functions_from_template
+from .lambda_runtime import FunctionError, LambdaFunction
 
 if TYPE_CHECKING:
     from .stack import LocalStack
@@ -114,8 +114,14 @@ class WebSocketApiSpec:
         return "$default"
 
 
+def management_endpoint(stack: LocalStack, spec: WebSocketApiSpec) -> str:
+    """The local ``@connections`` endpoint (``apigatewaymanagementapi``'s ``endpoint_url``): this server."""
+    return f"{stack.url}/ws/{spec.stage_name}"
+
+
 class WebSocketApiRefs:
-    """Component (before the function environment): ``!Ref`` of the WebSocket API and its stage."""
+    """Component (before the functions): ``!Ref`` of the WebSocket API and its stage; the functions reach this
+    server's management API, not API Gateway's (``WEBSOCKET_MANAGEMENT_ENDPOINT`` override)."""
 
     name = "websocket-refs"
 
@@ -126,6 +132,7 @@ class WebSocketApiRefs:
         self.spec = WebSocketApiSpec.from_template(stack.template)
         stack.refs[self.spec.api] = LOCAL_API_ID
         stack.refs[self.spec.stage] = self.spec.stage_name
+        stack.function_overrides["WEBSOCKET_MANAGEMENT_ENDPOINT"] = management_endpoint(stack, self.spec)
 
     async def stop(self) -> None:
         return None
@@ -207,6 +214,13 @@ def websocket_event(
     return event
 
 
+def _log_failure(what: str, exc: Exception) -> None:
+    if isinstance(exc, FunctionError):
+        logger.error("%s failed: %s", what, exc.describe())
+    else:
+        logger.error("%s failed: %s", what, exc, exc_info=exc)
+
+
 def _gone() -> web.Response:
     return web.json_response({"message": None}, status=410, headers={"x-amzn-ErrorType": "GoneException"})
 
@@ -221,7 +235,7 @@ class WebSocketGateway:
     def __init__(self, sweep_interval: float | None = None) -> None:
         self.sweep_interval = sweep_interval
         self.spec: WebSocketApiSpec | None = None
-        self.functions: dict[str, LocalFunction] = {}
+        self.functions: dict[str, LambdaFunction] = {}
         self.connections: dict[str, LocalConnection] = {}
         self.facts: EventFacts | None = None
         self.base_path = ""
@@ -236,34 +250,19 @@ class WebSocketGateway:
 
     @property
     def management_endpoint(self) -> str:
-        assert self._stack is not None
-        return f"{self._stack.url}{self.base_path}"
+        assert self._stack is not None and self.spec is not None
+        return management_endpoint(self._stack, self.spec)
 
     async def start(self, stack: LocalStack) -> None:
         self._stack = stack
         self.spec = WebSocketApiSpec.from_template(stack.template)
         self.base_path = f"/ws/{self.spec.stage_name}"
         self.facts = EventFacts(LOCAL_API_ID, self.spec.stage_name, f"{stack.config.host}:{stack.config.port}")
-        # The functions reach this server's management API, not API Gateway's.
-        endpoint = self.management_endpoint
-        os.environ["WEBSOCKET_MANAGEMENT_ENDPOINT"] = endpoint
-        stack.function_env["WEBSOCKET_MANAGEMENT_ENDPOINT"] = endpoint
-        import emotion_shared.ws.runtime as runtime
-
-        runtime.reset()
-        every = functions_from_template(
-            stack.template,
-            stack.resolver().resolve,
-            base_dir=stack.config.template_path.parent,
-            name_prefix=stack.config.table_prefix,
-            region=stack.region,
-            account_id=stack.account_id,
-        )
-        wanted = set(self.spec.routes.values()) | ({SWEEPER_FUNCTION} & set(every))
-        self.functions = {name: every[name] for name in sorted(wanted)}
-        loop = asyncio.get_running_loop()
-        for function in self.functions.values():
-            await loop.run_in_executor(stack.executor, function.load)
+        wanted = set(self.spec.routes.values()) | ({SWEEPER_FUNCTION} & set(stack.functions))
+        missing = wanted - set(stack.functions)
+        if missing:
+            raise ValueError(f"the WebSocket API needs functions that have no local code: {', '.join(sorted(missing))}")
+        self.functions = {name: stack.functions[name] for name in sorted(wanted)}
         router = stack.app.router
         router.add_get(self.base_path, self.websocket)
         connection = self.base_path + "/@connections/{connection_id}"
@@ -282,9 +281,6 @@ class WebSocketGateway:
             connection.closing = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.ws.close(code=1001, message=b"server shutting down"), 2)
-        import emotion_shared.ws.runtime as runtime
-
-        runtime.reset()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -296,31 +292,23 @@ class WebSocketGateway:
 
     # ------------------------------------------------------------------ invoking
     async def _invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        stack = self._stack
-        assert stack is not None
-        function = self.functions[logical_id]
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(
-            loop.run_in_executor(stack.executor, function.invoke, event), timeout=function.timeout_seconds
-        )
+        return await self.functions[logical_id].invoke(event)
 
     def _sweep_seconds(self) -> float:
         if self.sweep_interval is not None:
             return self.sweep_interval
-        idle = float(os.environ.get("WS_IDLE_SECONDS", "65"))
+        sweeper = self.functions.get(SWEEPER_FUNCTION)
+        idle = float((sweeper.environment if sweeper else {}).get("WS_IDLE_SECONDS", "65"))
         return max(0.2, min(5.0, idle / 4))
 
-    async def _sweep_loop(self, function: LocalFunction) -> None:
+    async def _sweep_loop(self, function: LambdaFunction) -> None:
         """The sweeper's EventBridge schedule, locally: one pass every few seconds."""
-        stack = self._stack
-        assert stack is not None
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._sweep_seconds())
             try:
-                await loop.run_in_executor(stack.executor, function.invoke, {"passes": 1})
-            except Exception:  # keep sweeping; the failure is in the log
-                logger.exception("the idle sweeper failed")
+                await function.invoke({"passes": 1})
+            except Exception as exc:  # keep sweeping; the failure is in the log
+                _log_failure("the idle sweeper", exc)
 
     # ------------------------------------------------------------------ WebSocket endpoint
     async def websocket(self, request: web.Request) -> web.StreamResponse:
@@ -340,8 +328,8 @@ class WebSocketGateway:
                                 connected_at, headers=headers)
         try:
             result = await self._invoke(self.spec.routes["$connect"], event)
-        except Exception:
-            logger.exception("$connect failed")
+        except Exception as exc:
+            _log_failure("$connect", exc)
             return web.json_response({"message": "Internal server error"}, status=500)
         status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
         if not 200 <= status < 300:
@@ -368,8 +356,8 @@ class WebSocketGateway:
                                         connected_at, body=body, is_base64=is_base64)
                 try:
                     await self._invoke(self.spec.routes[route], event)
-                except Exception:  # API Gateway drops the message; the traceback is in the log
-                    logger.exception("%s failed on a message of %s", route, connection_id)
+                except Exception as exc:  # API Gateway drops the message; the traceback is in the log
+                    _log_failure(f"{route} (a message of {connection_id})", exc)
         finally:
             self.connections.pop(connection_id, None)
             code = ws.close_code or 1006
@@ -378,8 +366,8 @@ class WebSocketGateway:
                                     disconnect=(int(code), "Client-side close frame status code"))
             try:
                 await self._invoke(self.spec.routes["$disconnect"], event)
-            except Exception:
-                logger.exception("$disconnect failed for %s", connection_id)
+            except Exception as exc:
+                _log_failure(f"$disconnect of {connection_id}", exc)
         return ws
 
     # ------------------------------------------------------------------ management API

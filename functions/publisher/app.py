@@ -10,6 +10,6 @@ logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Returns the records to retry (``ReportBatchItemFailures``); push failures never fail the batch."""
-    return runtime.publisher().process(event.get("Records") or []).response()
+    return runtime.publisher.get().process(event.get("Records") or []).response()

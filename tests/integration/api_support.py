@@ -3,6 +3,7 @@ against the moto server, and check answers against docs/openapi.yaml."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -131,9 +132,10 @@ def make_event(
 
 def invoke(event: dict[str, Any]) -> Resp:
     from emotion_shared.rest import handler
-    from emotion_shared.rest.local import LocalLambdaContext
 
-    raw = handler(event, LocalLambdaContext())
+    from emotionctl.local.lambda_runtime import local_context
+
+    raw = handler(event, local_context("test-ApiFunction", timeout_seconds=29))
     text = raw.get("body")
     body = json.loads(text) if text else None
     return Resp(status=int(raw["statusCode"]), headers=response_headers(raw), body=body, raw=raw)
@@ -214,10 +216,25 @@ def validate_schema(schema: dict[str, Any], instance: Any) -> None:
 PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 
 
+_api_runtimes: contextlib.ExitStack | None = None
+
+
+def rebuild_api_runtime() -> None:
+    """A cold start of the REST function for this test: its collaborators built from the current environment
+    and injected (``deps.runtime.override``) until the test ends."""
+    from emotion_shared import auth
+    from emotion_shared.config import Settings
+    from emotion_shared.rest import deps
+
+    assert _api_runtimes is not None, "rebuild_api_runtime() needs the api_env fixture"
+    _api_runtimes.enter_context(deps.runtime.override(deps.build(Settings.from_env())))
+    _api_runtimes.enter_context(auth.authorizer_runtime.override(auth.build_authorizer_store(Settings.from_env())))
+
+
 @pytest.fixture
 def api_env(tables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Tables of this test + API settings; the handler's cached collaborators are rebuilt for it."""
-    from emotion_shared.rest import deps
+    """Tables of this test + API settings; the handler's collaborators are built for it (and only for it)."""
+    global _api_runtimes
 
     env = {
         "ALLOW_PRIVATE_STREAM_HOSTS": "true",
@@ -231,9 +248,11 @@ def api_env(tables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("STATE_MACHINE_ARN", raising=False)
-    deps.reset()
-    yield {**tables, **env}
-    deps.reset()
+    with contextlib.ExitStack() as runtimes:
+        _api_runtimes = runtimes
+        rebuild_api_runtime()
+        yield {**tables, **env}
+    _api_runtimes = None
 
 
 @pytest.fixture
@@ -244,8 +263,6 @@ def api(api_env: dict[str, str]) -> Api:
 @pytest.fixture
 def state_machine(moto_server: Any, api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     """A throwaway state machine in moto; the API starts one execution per session on it."""
-    from emotion_shared.rest import deps
-
     sfn = boto3.session.Session().client("stepfunctions", endpoint_url=moto_server.endpoint)
     arn = sfn.create_state_machine(
         name=f"sm-{uuid.uuid4().hex[:8]}",
@@ -253,7 +270,7 @@ def state_machine(moto_server: Any, api_env: dict[str, str], monkeypatch: pytest
         roleArn="arn:aws:iam::123456789012:role/session-machine",
     )["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    deps.reset()
+    rebuild_api_runtime()
     return str(arn)
 
 

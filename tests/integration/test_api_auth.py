@@ -6,20 +6,18 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from api_support import EVENTS, api_env  # noqa: F401 - fixture
 from emotion_shared import auth
-from emotion_shared.rest.local import LocalLambdaContext
+
+from emotionctl.local.lambda_runtime import local_context
 
 
 @pytest.fixture
-def control(dynamodb: Any, api_env: dict[str, str]) -> Iterator[str]:
-    auth.reset_default_store()
-    yield api_env["CONTROL_TABLE"]
-    auth.reset_default_store()
+def control(dynamodb: Any, api_env: dict[str, str]) -> str:
+    return api_env["CONTROL_TABLE"]  # api_env injected the authorizer's store for these tables
 
 
 def authorizer_event(token: str | None) -> dict[str, Any]:
@@ -169,7 +167,7 @@ def test_authorizer_allows_the_whole_api_with_the_user_context(dynamodb: Any, co
     from functions_authorizer import handler
 
     token = auth.create_token(dynamodb, control, "alice", "pro")
-    result = handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))
+    result = handler(authorizer_event(token), local_context("test-AuthorizerFunction"))
     assert result == {
         "principalId": "alice",
         "policyDocument": {
@@ -193,13 +191,13 @@ def test_authorizer_refuses_revoked_and_expired_tokens(dynamodb: Any, control: s
     revoked = auth.create_token(dynamodb, control, "alice")
     expiring = auth.create_token(dynamodb, control, "alice", expires_ms=auth.now_ms() + 60_000)
     for token in (revoked, expiring):
-        handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))
+        handler(authorizer_event(token), local_context("test-AuthorizerFunction"))
     auth.TokenStore(dynamodb, control).revoke(revoked)
     later = auth.now_ms() + 61_000
     monkeypatch.setattr(auth, "now_ms", lambda: later)
     for token in (revoked, expiring):
         with pytest.raises(Exception, match=r"^Unauthorized$"):
-            handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))
+            handler(authorizer_event(token), local_context("test-AuthorizerFunction"))
 
 
 @pytest.mark.parametrize("token", [None, "emo_not-a-real-token", ""])
@@ -207,7 +205,7 @@ def test_authorizer_rejects_missing_and_unknown_tokens(dynamodb: Any, control: s
     from functions_authorizer import handler
 
     with pytest.raises(Exception, match=r"^Unauthorized$"):
-        handler(authorizer_event(token), LocalLambdaContext(function_name="authorizer"))
+        handler(authorizer_event(token), local_context("test-AuthorizerFunction"))
 
 
 @pytest.fixture(autouse=True)

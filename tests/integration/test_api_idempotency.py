@@ -13,10 +13,11 @@ from emotion_shared.auth import Principal
 from emotion_shared.config import Settings
 from emotion_shared.emotions import EmotionStore
 from emotion_shared.rest.idempotency import IdempotentCreate
-from emotion_shared.rest.local import LocalLambdaContext
 from emotion_shared.session_models import CreateSessionRequest
 from emotion_shared.session_service import SessionService
 from emotion_shared.sessions import SessionRepository
+
+from emotionctl.local.lambda_runtime import local_context
 
 BODY = {"name": "retry me", "streamUri": "rtmp://127.0.0.1/live/key"}
 
@@ -102,7 +103,8 @@ def test_a_concurrent_duplicate_in_flight_is_409(api: Api, moto_server: Any, api
 
     def first() -> None:
         result["session"] = other_instance.create(
-            Principal("alice", "standard"), CreateSessionRequest.model_validate(BODY), "in-flight", LocalLambdaContext()
+            Principal("alice", "standard"), CreateSessionRequest.model_validate(BODY), "in-flight",
+            local_context("test-ApiFunction"),
         )
 
     thread = threading.Thread(target=first)

@@ -9,18 +9,16 @@ from typing import Any
 
 import boto3
 import pytest
-from api_support import Api, api_env, atomic_moto_dynamodb  # noqa: F401 - fixtures
+from api_support import Api, api_env, atomic_moto_dynamodb, rebuild_api_runtime  # noqa: F401 - fixtures
 from emotion_shared.ratelimit import TokenBucketLimiter
 
 
 @pytest.fixture
 def limited(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Api:
     """Three requests per hour: one token back every 1200 s."""
-    from emotion_shared.rest import deps
-
     monkeypatch.setenv("RATE_LIMIT_CAPACITY", "3")
     monkeypatch.setenv("RATE_LIMIT_WINDOW_SECONDS", "3600")
-    deps.reset()
+    rebuild_api_runtime()
     return Api()
 
 

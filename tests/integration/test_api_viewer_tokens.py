@@ -14,8 +14,7 @@ from api_support import Api, api, api_env  # noqa: F401 - fixtures
 from emotion_shared import auth
 from emotion_shared.auth import Principal, Scope
 from emotion_shared.viewers import viewers_key
-from emotion_shared.ws import runtime
-from test_ws_handlers import CONNECTION, RecordingManagement, event, function
+from test_ws_handlers import CONNECTION, RecordingManagement, event, function, ws_runtimes
 
 
 def stopped(api: Api, user: str = "alice") -> str:
@@ -143,11 +142,9 @@ def test_principal_context_round_trip() -> None:
 def ws_env(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WEBSOCKET_MANAGEMENT_ENDPOINT", "http://127.0.0.1:9/unused")
     monkeypatch.setenv("TOKEN_CACHE_SECONDS", "0")
-    runtime.reset()
     management = RecordingManagement()
-    monkeypatch.setattr(runtime, "management_client", lambda: management)
-    yield management
-    runtime.reset()
+    with ws_runtimes(management):
+        yield management
 
 
 def message(body: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +154,7 @@ def message(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_viewer_token_subscribes_to_its_session_only(api: Api, ws_env: RecordingManagement) -> None:
-    ws = function("WebSocketFunction", "ws", "app.lambda_handler")
+    ws = function("WebSocketFunction", "ws")
     sid, other = stopped(api), stopped(api)
     (minted,) = mint(api, sid)
     ws.invoke(event("ws/connect.json"))
@@ -183,7 +180,7 @@ def test_a_viewer_token_subscribes_to_its_session_only(api: Api, ws_env: Recordi
 
 
 def test_websocket_errors_carry_codes(api: Api, ws_env: RecordingManagement) -> None:
-    ws = function("WebSocketFunction", "ws", "app.lambda_handler")
+    ws = function("WebSocketFunction", "ws")
     ws.invoke(event("ws/connect.json"))
     ws.invoke(message({"id": 1, "path": "ping"}))  # not authenticated
     assert ws_env.posts[CONNECTION][-1]["body"]["code"] == "unauthorized"

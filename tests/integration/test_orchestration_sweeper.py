@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from emotion_shared.clock import iso_ms, now_ms
 from emotion_shared.sweeper import Sweeper
-from orchestration_support.harness import orchestration_harness, wait_for
+from orchestration_support.harness import orchestration_harness, template_resolver, wait_for
 
-from emotionctl.local.lambda_runtime import functions_from_template
+from emotionctl.local.lambda_runtime import function_specs, running
+from emotionctl.local.moto_server import local_aws_env
 from emotionctl.local.template import TEMPLATE_PATH, load_template
 
 NOW = 1_800_000_000_000
@@ -74,7 +76,7 @@ def test_sweeper_ends_a_hung_worker_stops_its_task_and_releases_capacity_once(mo
         assert h.sweeper(clock=lambda: now_ms() + 120_000).sweep().swept == []
 
 
-def test_scheduled_sweeper_function_ends_a_session_whose_execution_never_ran(moto_server, monkeypatch):
+def test_scheduled_sweeper_function_ends_a_session_whose_execution_never_ran(moto_server):
     with orchestration_harness(moto_server, "finish") as h:
         # Given a session created 10 minutes ago that never got a worker (no execution, no task)
         session_id = h.create_session(created_ms=now_ms() - 600_000)
@@ -89,15 +91,23 @@ def test_scheduled_sweeper_function_ends_a_session_whose_execution_never_ran(mot
             "HEARTBEAT_STALE_SECONDS": "60",
             "PROVISIONING_GRACE_SECONDS": "300",
         }
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
 
-        # When the template's SweeperFunction handler runs with a real scheduled event
-        function = functions_from_template(
-            load_template(), lambda v: v, base_dir=TEMPLATE_PATH.parent, name_prefix=h.prefix,
-            region="us-east-1", account_id="123456789012",
+        # When the template's SweeperFunction runs in a worker process of its own (that environment only),
+        # with a real scheduled event
+        resolver = template_resolver({}, {})
+
+        def resolve(value: Any) -> Any:  # the template's defaults; what the harness did not create is unused
+            try:
+                return resolver.resolve(value)
+            except LookupError:
+                return ""
+
+        spec = function_specs(
+            load_template(), resolve, base_dir=TEMPLATE_PATH.parent, name_prefix=h.prefix,
+            region="us-east-1", account_id="123456789012", overrides={**env, **local_aws_env(h.endpoint)},
         )["SweeperFunction"]
-        result = function.invoke(json.loads(EVENT.read_text()))
+        with running(spec) as function:
+            result = function.invoke_sync(json.loads(EVENT.read_text()))
 
         # Then only the stale session is ended, capacity freed, and the sweeper announced it itself
         assert result["swept"] == [session_id]

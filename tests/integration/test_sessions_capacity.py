@@ -9,7 +9,15 @@ from typing import Any
 
 import boto3
 import pytest
-from api_support import Api, api, api_env, atomic_moto_dynamodb, executions, state_machine  # noqa: F401 - fixtures
+from api_support import (  # noqa: F401 - fixtures
+    Api,
+    api,
+    api_env,
+    atomic_moto_dynamodb,
+    executions,
+    rebuild_api_runtime,
+    state_machine,
+)
 from emotion_shared.auth import Principal
 from emotion_shared.config import Settings
 from emotion_shared.emotions import EmotionStore
@@ -78,14 +86,12 @@ def test_twenty_concurrent_creates_against_a_global_cap_of_five(
 
 
 def test_capacity_messages_say_which_cap(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from emotion_shared.rest import deps
-
     for i in range(5):
         api.create(name=f"s{i}")
     mine = api.create()
     assert mine.status == 503 and "you already have 5 active sessions" in mine.body["message"]
     monkeypatch.setenv("MAX_ACTIVE_SESSIONS", "5")
-    deps.reset()
+    rebuild_api_runtime()
     everyone = api.create(user="bob")
     assert everyone.status == 503 and "the service is at capacity" in everyone.body["message"]
 
@@ -107,12 +113,10 @@ def test_create_starts_one_execution_named_after_the_session(
 def test_a_workflow_that_cannot_start_fails_the_session_and_frees_capacity(
     api: Api, moto_server: Any, api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from emotion_shared.rest import deps
-
     monkeypatch.setenv(
         "STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:does-not-exist"
     )
-    deps.reset()
+    rebuild_api_runtime()
     resp = api.create()
     assert resp.status == 503 and "could not start an analysis worker" in resp.body["message"]
     (failed,) = api.call("GET", "/v1/sessions").body["data"]

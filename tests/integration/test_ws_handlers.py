@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from emotion_shared.auth import create_token
+from emotion_shared.config import Settings
 from emotion_shared.emotions import Bucket, totals
 from emotion_shared.sessions import Limits, SessionRepository
 from emotion_shared.ws import runtime
+from emotion_shared.ws.config import WsSettings
 from emotion_shared.ws.store import ConnectionStore
 
-from emotionctl.local.lambda_runtime import LocalFunction
+from emotionctl.local.lambda_runtime import load_handler, local_context
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -34,11 +39,34 @@ class RecordingManagement:
         self.deleted.append(ConnectionId)
 
 
-def function(logical: str, code: str, handler: str) -> LocalFunction:
-    fn = LocalFunction(logical_id=logical, code_dir=REPO / "functions" / code, handler=handler, timeout_seconds=10,
-                       memory_mb=256, function_name=f"test-{logical}", region="us-east-1", account_id="123456789012")
-    fn.load()
-    return fn
+@dataclass
+class InProcessFunction:
+    """A function's handler loaded by path and called in this process, so the test's injected collaborators
+    (``runtime.service.override``…) are the ones it uses."""
+
+    logical_id: str
+    entry: Callable[[Any, Any], Any]
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        return self.entry(event, local_context(f"test-{self.logical_id}", timeout_seconds=10))
+
+
+def function(logical: str, code: str) -> InProcessFunction:
+    return InProcessFunction(logical, load_handler(REPO / "functions" / code, "app.handler", f"_test_{logical}"))
+
+
+@contextmanager
+def ws_runtimes(management: RecordingManagement) -> Iterator[None]:
+    """The WebSocket and publisher composition roots built from the current environment, pushing to
+    ``management``, injected until the block ends."""
+    settings, ws = Settings.from_env(), WsSettings.from_env()
+    publisher = runtime.build_publisher(settings, ws, management=management)
+    try:
+        with runtime.service.override(runtime.build_service(settings, ws, management=management)), \
+                runtime.publisher.override(publisher):
+            yield
+    finally:
+        publisher.close()
 
 
 def event(path: str, **replace: str) -> dict[str, Any]:
@@ -52,16 +80,14 @@ def event(path: str, **replace: str) -> dict[str, Any]:
 def env(tables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WEBSOCKET_MANAGEMENT_ENDPOINT", "http://127.0.0.1:9/unused")
     monkeypatch.setenv("WS_IDLE_SECONDS", "65")
-    runtime.reset()
     management = RecordingManagement()
-    monkeypatch.setattr(runtime, "management_client", lambda: management)
-    yield management
-    runtime.reset()
+    with ws_runtimes(management):
+        yield management
 
 
 def test_a_connection_through_the_handlers(env: RecordingManagement, dynamodb: Any, tables: dict[str, str]) -> None:
-    ws = function("WebSocketFunction", "ws", "app.lambda_handler")
-    publisher = function("PublisherFunction", "publisher", "app.lambda_handler")
+    ws = function("WebSocketFunction", "ws")
+    publisher = function("PublisherFunction", "publisher")
     store = ConnectionStore(dynamodb, tables["CONNECTIONS_TABLE"])
     token = create_token(dynamodb, tables["CONTROL_TABLE"], "alice")
     session = SessionRepository(dynamodb, tables["SESSIONS_TABLE"], tables["CONTROL_TABLE"]).create(
@@ -109,7 +135,7 @@ def test_a_connection_through_the_handlers(env: RecordingManagement, dynamodb: A
 
 def test_the_sweeper_closes_idle_connections(env: RecordingManagement, dynamodb: Any,
                                              tables: dict[str, str]) -> None:
-    sweeper = function("WebSocketSweeperFunction", "ws", "app.sweep_handler")
+    sweeper = function("WebSocketSweeperFunction", "ws_sweeper")
     store = ConnectionStore(dynamodb, tables["CONNECTIONS_TABLE"])
     store.open("idle-one", "127.0.0.1", 1_000)  # long ago
     store.open("fresh-one", "127.0.0.1", 2**52)  # far in the future: never idle
@@ -121,7 +147,7 @@ def test_a_failing_dependency_is_answered_not_dropped(env: RecordingManagement, 
                                                       tables: dict[str, str]) -> None:
     from botocore.exceptions import ClientError
 
-    ws = function("WebSocketFunction", "ws", "app.lambda_handler")
+    ws = function("WebSocketFunction", "ws")
     assert ws.invoke(event("ws/connect.json")) == {"statusCode": 200}
 
     def unavailable(*args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """The local gateway, in process, in front of tiny handler fixtures: the events it builds, the authorizer and its
-cache, the gateway responses, the proxy-result mapping. Routes, authorizer and gateway responses are the
-real ones of template.yaml (only the functions' code is swapped for fixtures)."""
+cache, the gateway responses, the proxy-result mapping, and the functions' worker processes. Routes, authorizer
+and gateway responses are the real ones of template.yaml (only the functions' code is swapped for fixtures)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import os
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from emotionctl.local.components import FunctionEnvironment, HttpServer
+from emotionctl.local.components import HttpServer, LambdaFunctions
 from emotionctl.local.gateway.rest import RestGateway
 from emotionctl.local.stack import Component, LocalStack, StackConfig, local_capacity
 from emotionctl.local.state import read_state, state_path
@@ -30,7 +29,10 @@ from emotionctl.local.up import Started, serve
 API_HANDLER = '''
 import base64, json, os
 
+STATE = {"invocations": 0}  # module state of this execution environment
+
 def handler(event, context):
+    STATE["invocations"] += 1
     sid = (event.get("pathParameters") or {}).get("id")
     if sid == "boom":
         raise RuntimeError("handler failure")
@@ -47,13 +49,15 @@ def handler(event, context):
         "statusCode": 200,
         "headers": {"Content-Type": "application/json", "X-Function": context.function_name},
         "multiValueHeaders": {"X-Multi": ["one", "two"]},
-        "body": json.dumps({"event": event, "env": env,
+        "body": json.dumps({"event": event, "env": env, "pid": os.getpid(), "invocations": STATE["invocations"],
                             "remainingMs": context.get_remaining_time_in_millis()}),
     }
 '''
 
 AUTHORIZER = '''
-CALLS = []
+import json, os, pathlib
+
+CALLS = pathlib.Path(__file__).with_name("calls.jsonl")  # read by the test (another process)
 
 def _policy(effect, resource, context=None):
     out = {"principalId": "alice", "policyDocument": {"Version": "2012-10-17", "Statement": [
@@ -63,12 +67,13 @@ def _policy(effect, resource, context=None):
     return out
 
 def handler(event, context):
-    CALLS.append(event)
+    with CALLS.open("a", encoding="utf-8") as calls:
+        calls.write(json.dumps(event) + "\\n")
     token = event["headers"].get("Authorization") or event["headers"].get("authorization")
     arn = event["methodArn"]
     api_wide = "/".join(arn.split("/")[:2]) + "/*"
     if token == "Bearer good":
-        return _policy("Allow", api_wide, {"user": "alice", "number": 1, "flag": True})
+        return _policy("Allow", api_wide, {"user": "alice", "number": 1, "flag": True, "pid": os.getpid()})
     if token == "Bearer narrow":
         return _policy("Allow", arn, {"user": "alice"})
     if token == "Bearer deny":
@@ -86,10 +91,13 @@ class Gateway:
     url: str
     stack: LocalStack
     state: dict[str, Any]
+    code_root: Path
 
     def authorizer_calls(self) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = sys.modules["_lambda_AuthorizerFunction"].CALLS
-        return calls
+        calls = self.code_root / "AuthorizerFunction" / "calls.jsonl"
+        if not calls.exists():
+            return []
+        return [json.loads(line) for line in calls.read_text(encoding="utf-8").splitlines()]
 
     def request(self, method: str, path: str, token: str | None = "good", **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}))
@@ -135,9 +143,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("gateway")
     openapi = tmp / "openapi.yaml"
     openapi.write_text("openapi: 3.1.0\ninfo: {title: fixture, version: '1'}\npaths: {}\n", encoding="utf-8")
-    config = StackConfig(port=0, state_dir=tmp / "state", template_path=_fixture_template(tmp), handler_threads=4)
+    config = StackConfig(port=0, state_dir=tmp / "state", template_path=_fixture_template(tmp))
     components: list[Component] = [
-        FakeResources(), FunctionEnvironment(), RestGateway(openapi_path=openapi), HttpServer()
+        FakeResources(), LambdaFunctions(only={"ApiFunction", "AuthorizerFunction"}),
+        RestGateway(openapi_path=openapi), HttpServer(),
     ]
     saved_env = dict(os.environ)
     ready = threading.Event()
@@ -156,15 +165,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     try:
         while not ready.wait(0.1):
             assert thread.is_alive(), "the gateway failed to start (see the captured log)"
-        yield Gateway(url=started[0].stack.url, stack=started[0].stack, state=started[0].state)
+        yield Gateway(url=started[0].stack.url, stack=started[0].stack, state=started[0].state, code_root=tmp)
     finally:
         if started:
             loop.call_soon_threadsafe(started[0].stack.stopping.set)
         thread.join(15)
         os.environ.clear()
         os.environ.update(saved_env)
-        for name in ("_lambda_ApiFunction", "_lambda_AuthorizerFunction"):
-            sys.modules.pop(name, None)
     assert not thread.is_alive()
     assert not state_path(config.state_dir).exists(), "the state file is removed on stop"
 
@@ -310,6 +317,24 @@ def test_handlers_see_the_template_environment_with_local_overrides(gateway: Gat
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
     assert 0 < body["remainingMs"] <= 10_000  # the template's Timeout
+
+
+def test_each_function_runs_in_warm_worker_processes_of_its_own(gateway: Gateway) -> None:
+    # Given the API function and its authorizer (a fresh decision: the cache is cleared)
+    gateway.stack.component("gateway").cache.clear()  # type: ignore[attr-defined]
+    # When two requests follow each other
+    first = gateway.request("GET", "/v1/sessions").json()
+    second = gateway.request("GET", "/v1/sessions").json()
+    # Then the same warm API worker answered both (its module state kept), in a process of its own
+    assert first["pid"] == second["pid"] != os.getpid()
+    assert second["invocations"] == first["invocations"] + 1
+    # and the authorizer ran in another process, never the API function's nor the stack's
+    authorizer_pid = int(first["event"]["requestContext"]["authorizer"]["pid"])
+    assert authorizer_pid not in (first["pid"], os.getpid())
+    described = gateway.stack.component("functions").describe()
+    assert first["pid"] in described["ApiFunction"]["workers"]
+    assert authorizer_pid in described["AuthorizerFunction"]["workers"]
+    assert not set(described["ApiFunction"]["workers"]) & set(described["AuthorizerFunction"]["workers"])
 
 
 # ------------------------------------------------------------------ the proxy result

@@ -3,7 +3,9 @@ prove against moto — idempotent create, exact pagination, rate limiting — ch
 
 from __future__ import annotations
 
+import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from stack_support import StackProcess, assert_reference_error
@@ -94,3 +96,34 @@ def test_rate_limit_headers_count_down_then_429(local_stack: StackProcess) -> No
     assert limited.headers["RateLimit-Remaining"] == "0"
     # And another user is not affected
     assert local_stack.request("GET", "/v1/sessions", user="alice").status_code == 200
+
+
+def test_concurrent_requests_never_mix_users_and_each_function_has_its_own_processes(
+    local_stack: StackProcess,
+) -> None:
+    # Given four users with a session each
+    users = [f"concurrent-{n}" for n in range(4)]
+    sids = {user: _create(local_stack, user, "concurrent")["_id"] for user in users}
+    try:
+        # When they read their sessions at the same time, through the gateway (concurrent invocations)
+        def reads(user: str) -> list[str]:
+            seen = []
+            for _ in range(6):
+                response = local_stack.request("GET", f"/v1/sessions/{sids[user]}", user=user)
+                seen.append(f"{response.status_code}:{response.json().get('user')}")
+            return seen
+
+        with ThreadPoolExecutor(max_workers=len(users)) as pool:
+            answers = dict(zip(users, pool.map(reads, users), strict=True))
+        # Then every answer is the caller's own session
+        assert answers == {user: [f"200:{user}"] * 6 for user in users}
+        # And the functions ran in worker processes of their own: none shared by two functions, none the stack's
+        functions = json.loads(local_stack.state_file.read_text(encoding="utf-8"))["components"]["functions"]
+        assert {"ApiFunction", "AuthorizerFunction", "WebSocketFunction", "PublisherFunction",
+                "SweeperFunction", "WebSocketSweeperFunction"} <= set(functions)
+        workers = [pid for described in functions.values() for pid in described["workers"]]
+        assert workers and len(workers) == len(set(workers))
+        assert local_stack.state["pid"] not in workers
+    finally:
+        for user, sid in sids.items():
+            _stop(local_stack, user, sid)

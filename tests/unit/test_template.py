@@ -186,7 +186,7 @@ def test_authorizer_can_only_read_tokens_and_record_their_use(cfn: dict[str, Any
 
 def test_token_caches_never_outlive_the_authorizer_ttl(sam: dict[str, Any]) -> None:
     """A revoked or expired token is refused within AuthorizerCacheSeconds: API Gateway caches for that long,
-    so the authorizer function keeps no cache of its own (auth.default_store); the WebSocket function caches at
+    so the authorizer function keeps no cache of its own (auth.build_authorizer_store); the WebSocket function caches at
     most that long."""
     from emotion_shared import auth
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -12,10 +11,17 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from ..lambda_runtime import LocalFunction, functions_from_template
+from ..lambda_runtime import FunctionError, LambdaFunction
 from ..template import REPO_ROOT
 from .authorizer import AuthorizerCache, AuthorizerRejected, AuthorizerSpec, parse_result, policy_allows
-from .events import ApiContext, HttpRequest, MalformedProxyResult, authorizer_event, proxy_event, proxy_response
+from .proxy_integration import (
+    ApiContext,
+    HttpRequest,
+    MalformedProxyResult,
+    authorizer_event,
+    proxy_event,
+    proxy_response,
+)
 from .responses import GatewayResponse, GatewayResponses
 from .routes import Route, RouteTable
 
@@ -29,7 +35,8 @@ _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"
 
 
 class RestGateway:
-    """Component: loads the REST API's functions and answers every request no other route took.
+    """Component: answers every request no other route took, invoking the REST API's functions (the routes'
+    and the authorizer's, from ``stack.functions``).
 
     Also serves ``GET /health`` and the OpenAPI document (``/openapi.yaml``, ``/openapi.json``).
     """
@@ -39,7 +46,7 @@ class RestGateway:
     def __init__(self, api_logical_id: str | None = None, openapi_path: Path = OPENAPI_PATH) -> None:
         self.api_logical_id = api_logical_id
         self.openapi_path = openapi_path
-        self.functions: dict[str, LocalFunction] = {}
+        self.functions: dict[str, LambdaFunction] = {}
         self.routes = RouteTable([])
         self.authorizers: dict[str, AuthorizerSpec] = {}
         self.responses = GatewayResponses({})
@@ -68,25 +75,11 @@ class RestGateway:
             account_id=stack.account_id,
             domain_name=f"{stack.config.host}:{stack.config.port}",
         )
-        every = functions_from_template(
-            template,
-            resolve,
-            base_dir=stack.config.template_path.parent,
-            name_prefix=stack.config.table_prefix,
-            region=stack.region,
-            account_id=stack.account_id,
-        )
         needed = {r.function for r in self.routes.routes} | {a.function for a in self.authorizers.values()}
-        missing = needed - set(every)
+        missing = needed - set(stack.functions)
         if missing:
             raise ValueError(f"the REST API needs functions that have no local code: {', '.join(sorted(missing))}")
-        self.functions = {name: every[name] for name in sorted(needed)}
-        loop = asyncio.get_running_loop()
-        for function in self.functions.values():  # Lambda's init phase, once, off the event loop
-            began = time.perf_counter()
-            await loop.run_in_executor(stack.executor, function.load)
-            logger.debug("loaded %s (%s) in %.0f ms", function.logical_id, function.handler,
-                        (time.perf_counter() - began) * 1000)
+        self.functions = {name: stack.functions[name] for name in sorted(needed)}
         stack.app.router.add_get("/health", self.health)
         stack.app.router.add_get("/openapi.yaml", self.openapi_yaml)
         stack.app.router.add_get("/openapi.json", self.openapi_json)
@@ -144,14 +137,6 @@ class RestGateway:
         response.headers["x-amzn-RequestId"] = request_id
         return response
 
-    async def _invoke(self, function: LocalFunction, event: dict[str, Any]) -> Any:
-        stack = self._stack
-        assert stack is not None
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(
-            loop.run_in_executor(stack.executor, function.invoke, event), timeout=function.timeout_seconds
-        )
-
     async def _authorize(
         self, spec: AuthorizerSpec, request: HttpRequest, route: Route, params: dict[str, str]
     ) -> dict[str, Any]:
@@ -168,13 +153,16 @@ class RestGateway:
         if decision is None:
             began = time.perf_counter()
             try:
-                result = await self._invoke(self.functions[spec.function], event)
+                result = await self.functions[spec.function].invoke(event)
             except TimeoutError:
                 raise AuthorizerRejected("AUTHORIZER_FAILURE", "the authorizer timed out") from None
-            except Exception as exc:
-                if str(exc) == "Unauthorized":
+            except FunctionError as exc:
+                if exc.message == "Unauthorized":  # the exact message API Gateway maps to 401
                     raise AuthorizerRejected("UNAUTHORIZED") from None
-                logger.exception("authorizer %s failed", spec.function)
+                logger.error("authorizer %s", exc.describe())
+                raise AuthorizerRejected("AUTHORIZER_FAILURE") from exc
+            except Exception as exc:  # the function's environment failed (not the handler)
+                logger.exception("authorizer %s could not be invoked", spec.function)
                 raise AuthorizerRejected("AUTHORIZER_FAILURE") from exc
             latency_ms = int((time.perf_counter() - began) * 1000)
             decision = parse_result(result)
@@ -211,7 +199,7 @@ class RestGateway:
         event = proxy_event(http, route, params, self.api, authorizer_context)
         function = self.functions[route.function]
         try:
-            result = await self._invoke(function, event)
+            result = await function.invoke(event)
             mapped = proxy_response(result)
         except TimeoutError:
             logger.error("%s timed out after %.0f s on %s %s", function.logical_id, function.timeout_seconds,
@@ -220,8 +208,11 @@ class RestGateway:
         except MalformedProxyResult as exc:
             logger.error("%s returned a malformed proxy result: %s", function.logical_id, exc)
             return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers)
-        except Exception:  # a function error: API Gateway answers 502, the traceback goes to the log
-            logger.exception("%s failed on %s %s", function.logical_id, http.method, http.path)
+        except FunctionError as exc:  # API Gateway answers 502, the function's traceback goes to the log
+            logger.error("%s on %s %s", exc.describe(), http.method, http.path)
+            return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers)
+        except Exception:  # the function's environment failed (not the handler): a 502 as well
+            logger.exception("%s could not be invoked on %s %s", function.logical_id, http.method, http.path)
             return self._gateway_response("DEFAULT_5XX", None, http.request_id, headers)
         response = web.Response(status=mapped.status, body=mapped.body or None)
         for name, value in mapped.headers:

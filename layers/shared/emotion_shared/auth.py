@@ -39,7 +39,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from botocore.exceptions import ClientError
 
 from .clock import iso_ms, now_ms, parse_iso
-from .config import DEFAULT_PRODUCT
+from .composition import CompositionRoot
+from .config import DEFAULT_PRODUCT, Settings
 from .dynamo import deserialize, error_code, query_all
 
 logger = logging.getLogger(__name__)
@@ -481,30 +482,19 @@ class TokenStore:
         return self.revoke_hash(hash_token(token))
 
 
-# ------------------------------------------------------------------ process-wide defaults
-_default: TokenStore | None = None
-_default_lock = threading.Lock()
+# ------------------------------------------------------------------ the authorizer function's composition root
+def build_authorizer_store(settings: Settings) -> TokenStore:
+    """The authorizer's token store. It keeps **no** in-process cache: API Gateway caches its decisions for
+    the authorizer cache TTL, and a second cache here would add to that delay (a revoked or expired token must
+    be refused within the TTL)."""
+    from . import aws
+
+    return TokenStore(aws.client("dynamodb"), settings.require("control_table"))
 
 
-def default_store() -> TokenStore:
-    """The authorizer's token store (settings and client from the environment, built once). It keeps **no**
-    in-process cache: API Gateway caches its decisions for the authorizer cache TTL, and a second cache here
-    would add to that delay (a revoked or expired token must be refused within the TTL)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            from . import aws
-            from .config import get_settings
-
-            _default = TokenStore(aws.client("dynamodb"), get_settings().require("control_table"))
-        return _default
-
-
-def reset_default_store() -> None:
-    """Forget the process-wide store (tests that change tables)."""
-    global _default
-    with _default_lock:
-        _default = None
+authorizer_runtime: CompositionRoot[TokenStore] = CompositionRoot(
+    "authorizer", lambda: build_authorizer_store(Settings.from_env())
+)
 
 
 def create_token(
@@ -517,12 +507,12 @@ def create_token(
 
 
 def lookup(token: str) -> Principal | None:
-    return default_store().lookup(token)
+    return authorizer_runtime.get().lookup(token)
 
 
 def authorize(headers: Mapping[str, Any] | None) -> dict[str, str] | None:
     """The authorizer context for a request bearing a valid token, else None."""
-    return default_store().authorize(headers)
+    return authorizer_runtime.get().authorize(headers)
 
 
 def policy(context: Mapping[str, str], method_arn: str) -> dict[str, Any]:

@@ -29,8 +29,3 @@ _CONFIG = Config(
 def client(service: str, endpoint_url: str | None = None) -> Any:
     with _lock:  # boto3's default session is not thread-safe while creating clients
         return boto3.session.Session().client(service, config=_CONFIG, endpoint_url=endpoint_url)
-
-
-def reset_clients() -> None:
-    """Forget cached clients (tests that change endpoints between cases)."""
-    client.cache_clear()

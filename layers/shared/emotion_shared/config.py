@@ -1,13 +1,15 @@
 """Configuration: environment variables validated once, at cold start.
 
 A missing or malformed setting fails loudly when the function or worker starts, not at 3 a.m. Settings
-that only some components need are optional here and demanded with :meth:`Settings.require`.
+that only some components need are optional here and demanded with :meth:`Settings.require`. Every
+component's settings are an :class:`EnvSettings` read by ``from_env()`` in that component's composition root
+(:mod:`emotion_shared.composition`), never cached here.
 """
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,7 +29,7 @@ class EnvSettings(BaseModel):
     label: ClassVar[str] = "configuration"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Self:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         source: dict[str, Any] = dict(os.environ if env is None else env)
         try:
             return cls.model_validate(source)
@@ -39,6 +41,7 @@ class EnvSettings(BaseModel):
 
 
 class Settings(EnvSettings):
+    """The settings every function shares (the template's ``Globals``)."""
 
     sessions_table: str = Field(alias="SESSIONS_TABLE", min_length=1)
     emotions_table: str = Field(alias="EMOTIONS_TABLE", min_length=1)
@@ -70,8 +73,3 @@ class Settings(EnvSettings):
             raise ConfigError(f"environment variable {alias} is required by this component")
         return str(value)
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read on first use (cold start)."""
-    return Settings.from_env()

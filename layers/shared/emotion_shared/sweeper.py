@@ -15,16 +15,17 @@ Fargate start) — the sweeper:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from . import aws
 from .clock import iso_ms, now_ms, parse_iso
-from .config import ConfigError
+from .composition import CompositionRoot
+from .config import EnvSettings, Settings
 from .lifecycle_events import EventPublisher, EventPublishError
 from .session_models import SessionState, StopReason, WorkerState
 from .sessions import SessionRepository
@@ -35,20 +36,13 @@ _NOT_STARTED = {WorkerState.PENDING.value, WorkerState.PROVISIONING.value}
 _DESCRIBE_BATCH = 100
 
 
-class SweeperSettings(BaseModel):
+class SweeperSettings(EnvSettings):
     """The sweeper's own settings (the shared ones come from :class:`emotion_shared.config.Settings`)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    label: ClassVar[str] = "sweeper configuration"
 
     ecs_cluster: str | None = Field(default=None, alias="ECS_CLUSTER")
     provisioning_grace_seconds: int = Field(default=300, alias="PROVISIONING_GRACE_SECONDS", ge=0)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str]) -> SweeperSettings:
-        try:
-            return cls.model_validate(env)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid sweeper configuration: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -200,14 +194,8 @@ def _cluster_of(task_arn: str) -> str:
     return parts[1] if len(parts) == 3 else "default"
 
 
-def sweeper_from_env(env: dict[str, str] | None = None) -> Sweeper:
-    """A sweeper configured from the environment (validated now: a missing table fails at cold start)."""
-    from . import aws
-    from .config import Settings
-
-    source = dict(os.environ if env is None else env)
-    settings = Settings.from_env(source)
-    own = SweeperSettings.from_env(source)
+def build(settings: Settings, own: SweeperSettings) -> Sweeper:
+    """The sweeper function's collaborators (its composition root builds them once per cold start)."""
     bus = settings.event_bus_name
     return Sweeper(
         SessionRepository(aws.client("dynamodb"), settings.sessions_table, settings.require("control_table")),
@@ -218,3 +206,8 @@ def sweeper_from_env(env: dict[str, str] | None = None) -> Sweeper:
         stale_seconds=settings.heartbeat_stale_seconds,
         provisioning_grace_seconds=own.provisioning_grace_seconds,
     )
+
+
+runtime: CompositionRoot[Sweeper] = CompositionRoot(
+    "sweeper", lambda: build(Settings.from_env(), SweeperSettings.from_env())
+)

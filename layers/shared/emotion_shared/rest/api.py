@@ -24,7 +24,6 @@ import base64
 import binascii
 import json
 import re
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -202,21 +201,12 @@ def _gateway(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _with_headers(app.resolve(decoded, context), limit_headers)
 
 
-# Powertools keeps the current request on the resolver *class* and the logger's keys on the logger: one
-# request at a time per process. Lambda guarantees that; this lock makes in-process callers (the local
-# gateway's thread pool, tests) safe too. Uncontended in Lambda.
-_one_at_a_time = threading.Lock()
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point of the REST API (proxy integration, REST API payload v1)."""
-    with _one_at_a_time:
-        return _handle(event, context)
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point of the REST API (proxy integration, REST API payload v1). Not re-entrant: Powertools
+    keeps the current request on the resolver class and the logger's keys on the logger, and Lambda (the
+    local stack too) invokes one request at a time per execution environment."""
     try:
         response = _gateway(event, context)
     except Exception as exc:  # last resort: the resolver maps its own errors; this guards the gateway step

@@ -1,13 +1,15 @@
-"""The REST API's collaborators, built once per process from the validated settings (never per request)."""
+"""The REST API function's composition root: its collaborators, built once per cold start from the validated
+settings (never per request). Routes reach them through :func:`get`; tests inject their own with
+``runtime.override(build(settings))``."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from .. import auth, aws
+from .. import aws
 from ..audio import SegmentStore
-from ..config import Settings, get_settings
+from ..composition import CompositionRoot
+from ..config import Settings
 from ..emotions import EmotionStore
 from ..ratelimit import TokenBucketLimiter
 from ..session_service import SessionService, StepFunctionsStarter
@@ -18,18 +20,14 @@ from .observability import MetricsObserver
 
 
 @dataclass(frozen=True)
-class Deps:
+class ApiRuntime:
     settings: Settings
     service: SessionService
     limiter: TokenBucketLimiter
     idempotent_create: IdempotentCreate
 
 
-_deps: Deps | None = None
-_lock = threading.Lock()
-
-
-def build(settings: Settings) -> Deps:
+def build(settings: Settings) -> ApiRuntime:
     dynamodb = aws.client("dynamodb")
     control = settings.require("control_table")
     starter = (
@@ -46,7 +44,7 @@ def build(settings: Settings) -> Deps:
         viewers=ViewerTokens(dynamodb, control, settings.sessions_table),
         segments=SegmentStore(dynamodb, settings.emotions_table),
     )
-    return Deps(
+    return ApiRuntime(
         settings=settings,
         service=service,
         limiter=TokenBucketLimiter(
@@ -58,20 +56,9 @@ def build(settings: Settings) -> Deps:
     )
 
 
-def get() -> Deps:
-    global _deps
-    if _deps is None:
-        with _lock:
-            if _deps is None:
-                _deps = build(get_settings())
-    return _deps
+runtime: CompositionRoot[ApiRuntime] = CompositionRoot("REST API", lambda: build(Settings.from_env()))
 
 
-def reset() -> None:
-    """Forget settings, clients and collaborators (tests that switch tables or endpoints)."""
-    global _deps
-    with _lock:
-        _deps = None
-    get_settings.cache_clear()
-    aws.reset_clients()
-    auth.reset_default_store()
+def get() -> ApiRuntime:
+    """The REST API's collaborators (built at the first request of this execution environment)."""
+    return runtime.get()

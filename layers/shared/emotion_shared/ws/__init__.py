@@ -6,5 +6,5 @@
 - :mod:`.push` — sending through the API Gateway management API;
 - :mod:`.service` — the ``$connect``/``$disconnect``/``$default`` routes and the idle sweeper;
 - :mod:`.publisher` — DynamoDB stream records → channel events;
-- :mod:`.runtime` — process-wide wiring from the environment.
+- :mod:`.runtime` — the composition roots of the WebSocket and publisher functions (built once per cold start).
 """

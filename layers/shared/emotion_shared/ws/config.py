@@ -6,7 +6,6 @@ The table names and the management endpoint come from :class:`emotion_shared.con
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import ClassVar
 
 from pydantic import Field
@@ -28,9 +27,3 @@ class WsSettings(EnvSettings):
     connection_ttl_seconds: int = Field(default=3 * 3600, alias="WS_CONNECTION_TTL_SECONDS", ge=60)
     # Concurrent pushes of one publisher invocation.
     push_concurrency: int = Field(default=16, alias="WS_PUSH_CONCURRENCY", ge=1, le=64)
-
-
-
-@lru_cache(maxsize=1)
-def get_ws_settings() -> WsSettings:
-    return WsSettings.from_env()
