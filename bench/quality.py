@@ -109,6 +109,7 @@ def new_pipeline(model_dir: Path | None = None) -> Callable[[], FrameAnalyzer]:
             discovery_interval=finder.discovery_interval,
             min_face=finder.min_face,
             max_faces=finder.max_faces,
+            confirm_below=finder.confirm_below,
         )
         return FrameAnalyzer(fresh, template.classifier, align=template.align)
 

@@ -24,11 +24,16 @@ from typing import Any
 
 import numpy as np
 from analyzer import models
-from analyzer.detectors import CenterFaceDetector, FaceRelocator, TiledFaceDetector
+from analyzer.detectors import (
+    CENTERFACE_CONFIRMED_THRESHOLD,
+    CENTERFACE_DEFAULT_THRESHOLD,
+    CenterFaceDetector,
+    FaceRelocator,
+    TiledFaceDetector,
+)
 from analyzer.vision import Box, Detection, FaceDetector, resize_luma
 
 SIZE_BUCKETS: tuple[tuple[float, float], ...] = ((16, 24), (24, 32), (32, 48), (48, 96), (96, math.inf))
-LOW_THRESHOLD = 0.25  # CenterFace's low threshold, tried with and without the re-locator's confirmation
 MATCH_IOU = 0.3  # a detection matches a labelled face at IoU >= this (box conventions differ per detector)
 
 Detect = Callable[[np.ndarray], list[Detection]]
@@ -334,17 +339,20 @@ def discovery_candidates(model_dir: Path | None = None, *, quick: bool = False) 
                 files.path("centerface"), long_side=side, score_threshold=threshold
             ).detect
     relocator = FaceRelocator(files.path("face_relocator"))
-    low = CenterFaceDetector(files.path("centerface"), long_side=1920, score_threshold=LOW_THRESHOLD)
-    candidates["centerface 1920 t0.25"] = low.detect
-    candidates["centerface 1920 t0.25 + confirm <0.35"] = confirmed_discovery(low, relocator, 0.35)
+    low = CenterFaceDetector(files.path("centerface"), long_side=1920, score_threshold=CENTERFACE_CONFIRMED_THRESHOLD)
+    candidates[f"centerface 1920 t{CENTERFACE_CONFIRMED_THRESHOLD} + confirm"] = confirmed_discovery(
+        low, relocator, CENTERFACE_DEFAULT_THRESHOLD
+    )
     for side in (960, 1440, 1920) if not quick else (960, 1920):
         candidates[f"int8 {side} t0.35"] = CenterFaceDetector(
             files.path("centerface_int8"), long_side=side, score_threshold=0.35
         ).detect
-    for threshold in (0.2, 0.25, 0.3):
+    for threshold in (0.25, 0.2):
         low8 = CenterFaceDetector(files.path("centerface_int8"), long_side=1920, score_threshold=threshold)
         candidates[f"int8 1920 t{threshold}"] = low8.detect
-        candidates[f"int8 1920 t{threshold} + confirm <0.35"] = confirmed_discovery(low8, relocator, 0.35)
+        candidates[f"int8 1920 t{threshold} + confirm <0.35"] = confirmed_discovery(
+            low8, relocator, CENTERFACE_DEFAULT_THRESHOLD
+        )
     tilings: list[tuple[str, tuple[float, ...]]] = [("tiled 1/2+1/4", (0.5, 0.25))]
     if not quick:
         tilings.append(("tiled 1/2+1/4+1/6", (0.5, 0.25, 1 / 6)))

@@ -384,7 +384,7 @@ def test_int8_centerface_finds_the_float_models_faces_on_real_photos(built: Buil
                     continue
                 compared += 1
                 best = max((_iou(face.box, o.box) for o in other), default=0.0)
-                assert best >= 0.5, f"{photo.id}: the {what} model's face {face.box} ({face.score:.2f}) is not the other's"
+                assert best >= 0.5, f"{photo.id}: the {what} model's face {face.box} ({face.score:.2f}) is not found"
     assert compared >= 40  # the set's 45 labelled faces, both ways, plus unlabelled ones
 
 

@@ -171,8 +171,13 @@ def quantize_centerface(model: onnx.ModelProto, calibration: Sequence[np.ndarray
 
     onnxruntime's quantiser writes intermediate models to files: everything happens in a temporary directory
     (and with that as the working directory, which its shape inference uses for scratch files)."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration:
@@ -246,9 +251,10 @@ def check_quantized(
                 near = other_heat[max(0, y - 1) : y + 2, max(0, x_ - 1) : x_ + 2]
                 size_ratio = np.exp(np.abs(own_scale[:, y, x_] - other_scale[:, y, x_]))
                 if float(near.max()) < threshold - 0.1 or float(size_ratio.max()) > 1.25:
+                    score, ratio = float(near.max()), float(size_ratio.max())
                     raise CenterFaceConversionError(
                         f"check input {i}: the {what} model's face at cell ({y}, {x_}) of {h}x{w} is not the "
-                        f"other model's (its score there {float(near.max()):.2f}, size ratio {float(size_ratio.max()):.2f})"
+                        f"other model's (its score there {score:.2f}, size ratio {ratio:.2f})"
                     )
     if compared == 0:
         raise CenterFaceConversionError("no face on the check pictures: the int8 check compared nothing")

@@ -105,7 +105,7 @@ def read_pictures(tarball: Path, members: dict[str, str]) -> list[np.ndarray]:
     found = read_members(tarball, dict(members))
     pictures = []
     for name in members:  # in the given order: the calibration is deterministic
-        with av.open(io.BytesIO(found[name])) as container:
+        with av.open(io.BytesIO(found[name]), mode="r") as container:
             frame = next(container.decode(video=0))
             pictures.append(np.ascontiguousarray(frame.reformat(format="gray").to_ndarray()))
     return pictures
