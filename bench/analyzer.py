@@ -16,7 +16,8 @@ in this process pinned to one core, unpaced file input, side by side:
    second of stream and at every frame, on the face clip and on the evaluation set's 1080p30 crowd clip (30
    real faces 40–72 px tall); the old perception (BlazeFace full range on one 192x192 letterbox, mini-XCEPTION
    on plain crops) on both clips for comparison; analysis latency per analysed frame (p50/p95, from the
-   pipeline's own timer, decode excluded; a discovery frame costs ~200 ms); peak RSS of this process.
+   pipeline's own timer, decode excluded; a discovery frame costs ~140 ms with the int8 CenterFace); peak RSS
+   of this process.
 
 Targets (issue 8): one face at 5/s ≥ 0.6x the FFmpeg baseline, 30 faces at 5/s ≥ 0.35x, RSS ≤ 400 MB; from
 earlier issues: every frame ≥ 0.5x, p95 ≤ 15 ms.

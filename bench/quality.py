@@ -10,9 +10,10 @@ its labelled box and the sizes agree within 2x; buckets are face heights at 1080
 the product's range: not counted, and not false when found.
 
 1. **Detection** per face-size bucket (16–24, 24–32, 32–48, 48–96, ≥ 96 px at 1080p), on every 1080p and
-   720p scene: recall, false faces in scenes, false faces per 100 face-free frames. The new pipeline is scored
-   as it runs between discoveries: each frame goes through the finder twice (t = 0: discovery; t = 0.2:
-   re-location of what it found, plus nothing new) and the second answer is scored.
+   720p scene (together, then each frame size alone): recall, false faces in scenes, false faces per 100
+   face-free frames. The new pipeline is scored as it runs between discoveries: each frame goes through the
+   finder twice (t = 0: discovery; t = 0.2: re-location of what it found, plus nothing new) and the second
+   answer is scored.
 2. **Discovery settings**: recall (≥ 32 px, 24–32 px) and CPU ms per 1080p frame for each discovery detector
    setting tried — the curve the default was chosen from (``--skip-curve`` leaves it out).
 3. **Tracking**: id switches (CLEAR-MOT) and recall on the stream clips, decoded and analysed at 5/s:
@@ -109,6 +110,7 @@ def new_pipeline(model_dir: Path | None = None) -> Callable[[], FrameAnalyzer]:
             discovery_interval=finder.discovery_interval,
             min_face=finder.min_face,
             max_faces=finder.max_faces,
+            confirm_below=finder.confirm_below,
         )
         return FrameAnalyzer(fresh, template.classifier, align=template.align)
 
@@ -150,7 +152,7 @@ def score_detection(
 def print_detection(results: dict[str, tuple[DetectionScore, FalseFaceScore]]) -> None:
     print("\n## 1. Detection: recall per face height at 1080p (720p and 1080p scenes), false faces")
     head = (
-        f"{'pipeline':<8}"
+        f"{'pipeline':<10}"
         + "".join(f"{b:>10}" for b in BUCKETS)
         + f"{'>=32':>8}{'false/scene':>13}{'false/100 empty':>17}"
     )
@@ -158,9 +160,11 @@ def print_detection(results: dict[str, tuple[DetectionScore, FalseFaceScore]]) -
     for name, (score, empty) in results.items():
         cells = "".join(f"{_pct(score.recall(b)):>10}" for b in BUCKETS)
         per_scene = score.false_faces / score.frames if score.frames else math.nan
-        print(f"{name:<8}{cells}{_pct(score.recall_at_least(32)):>8}{per_scene:>13.2f}{empty.per_100_frames:>17.2f}")
-    counts = next(iter(results.values()))[0].total
-    print(f"{'faces':<8}" + "".join(f"{counts[b]:>10}" for b in BUCKETS))
+        print(f"{name:<10}{cells}{_pct(score.recall_at_least(32)):>8}{per_scene:>13.2f}{empty.per_100_frames:>17.2f}")
+    for name, (score, _) in results.items():
+        if not name.startswith("old"):
+            continue
+        print(f"{'faces' + name.removeprefix('old'):<10}" + "".join(f"{score.total[b]:>10}" for b in BUCKETS))
     print(
         f"targets: >= 32 px {TARGETS['recall>=32']:.0%}, 24-32 px {TARGETS['recall24-32']:.0%}, "
         f"<= {TARGETS['false_per_100']:g} false face per 100 face-free frames"
@@ -353,7 +357,13 @@ def main() -> int:
     limit = 46 if args.quick else None
     started = time.time()
     pipes = [Pipeline("old", old_pipeline(model_dir)), Pipeline("new", new_pipeline(model_dir))]
-    results = {p.name: score_detection(p, ev, (1080, 720), limit) for p in pipes}
+    results: dict[str, tuple[DetectionScore, FalseFaceScore]] = {}
+    for p in pipes:
+        per_height = {h: score_detection(p, ev, (h,), limit) for h in (1080, 720)}
+        both = per_height[1080][0] + per_height[720][0], per_height[1080][1] + per_height[720][1]
+        results[p.name] = both
+        for h, score in per_height.items():
+            results[f"{p.name} {h}p"] = score
     print_detection(results)
     if not args.skip_curve:
         discovery_curve(ev, limit, model_dir)

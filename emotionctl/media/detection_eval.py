@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 from analyzer import model_files
-from analyzer.detectors import CenterFaceDetector, FaceRelocator, TiledFaceDetector
+from analyzer.detectors import (
+    CENTERFACE_CONFIRMED_THRESHOLD,
+    CENTERFACE_DEFAULT_THRESHOLD,
+    CenterFaceDetector,
+    FaceRelocator,
+    TiledFaceDetector,
+)
 from analyzer.vision import Box, Detection, FaceDetector, resize_luma
 
 SIZE_BUCKETS: tuple[tuple[float, float], ...] = ((16, 24), (24, 32), (32, 48), (48, 96), (96, math.inf))
@@ -307,8 +313,21 @@ def evaluate(name: str, detect: Detect, scenes: Iterable[Scene], *, scale_to_108
     return result
 
 
+def confirmed_discovery(detector: CenterFaceDetector, relocator: FaceRelocator, confirm_below: float) -> Detect:
+    """A discovery detector whose faces scoring below ``confirm_below`` count only when the re-locator finds a
+    face on a crop around them: the face finder's first frame (``FaceFinder(confirm_below=...)``)."""
+    from analyzer.finder import FaceFinder
+
+    def detect(luma: np.ndarray) -> list[Detection]:
+        finder = FaceFinder(detector, relocator, min_face=0.0, confirm_below=confirm_below)
+        return [Detection(f.box, f.score, f.keypoints) for f in finder.find(luma, 0.0)]
+
+    return detect
+
+
 def discovery_candidates(model_dir: Path | None = None, *, quick: bool = False) -> dict[str, Detect]:
-    """The discovery settings compared (one onnxruntime thread each)."""
+    """The discovery settings compared (one onnxruntime thread each): the float and int8 CenterFace at several
+    working sizes and thresholds, low thresholds with the re-locator's confirmation, BlazeFace tilings."""
     files = model_files.load_manifest(model_dir)
     candidates: dict[str, Detect] = {
         "blazeface-full 192 (today)": FaceDetector(files.face_detector).detect,
@@ -319,6 +338,21 @@ def discovery_candidates(model_dir: Path | None = None, *, quick: bool = False) 
             candidates[f"centerface {side} t{threshold}"] = CenterFaceDetector(
                 files.path("centerface"), long_side=side, score_threshold=threshold
             ).detect
+    relocator = FaceRelocator(files.path("face_relocator"))
+    low = CenterFaceDetector(files.path("centerface"), long_side=1920, score_threshold=CENTERFACE_CONFIRMED_THRESHOLD)
+    candidates[f"centerface 1920 t{CENTERFACE_CONFIRMED_THRESHOLD} + confirm"] = confirmed_discovery(
+        low, relocator, CENTERFACE_DEFAULT_THRESHOLD
+    )
+    for side in (960, 1440, 1920) if not quick else (960, 1920):
+        candidates[f"int8 {side} t0.35"] = CenterFaceDetector(
+            files.path("centerface_int8"), long_side=side, score_threshold=0.35
+        ).detect
+    for threshold in (0.25, 0.2):
+        low8 = CenterFaceDetector(files.path("centerface_int8"), long_side=1920, score_threshold=threshold)
+        candidates[f"int8 1920 t{threshold}"] = low8.detect
+        candidates[f"int8 1920 t{threshold} + confirm <0.35"] = confirmed_discovery(
+            low8, relocator, CENTERFACE_DEFAULT_THRESHOLD
+        )
     tilings: list[tuple[str, tuple[float, ...]]] = [("tiled 1/2+1/4", (0.5, 0.25))]
     if not quick:
         tilings.append(("tiled 1/2+1/4+1/6", (0.5, 0.25, 1 / 6)))

@@ -105,6 +105,15 @@ class DetectionScore:
     def recall(self, bucket: str) -> float:
         return self.found[bucket] / self.total[bucket] if self.total[bucket] else math.nan
 
+    def __add__(self, other: DetectionScore) -> DetectionScore:
+        """Both scores' frames together (e.g. the 720p and the 1080p scenes)."""
+        return DetectionScore(
+            {k: self.found[k] + other.found[k] for k in self.found},
+            {k: self.total[k] + other.total[k] for k in self.total},
+            self.false_faces + other.false_faces,
+            self.frames + other.frames,
+        )
+
     def recall_at_least(self, height: float) -> float:
         names = [name for name, lo, _ in SIZE_BUCKETS if lo >= height]
         total = sum(self.total[n] for n in names)
@@ -121,6 +130,9 @@ class FalseFaceScore:
     def add(self, found: Sequence[Box]) -> None:
         self.frames += 1
         self.faces += len(found)
+
+    def __add__(self, other: FalseFaceScore) -> FalseFaceScore:
+        return FalseFaceScore(self.frames + other.frames, self.faces + other.faces)
 
     @property
     def per_100_frames(self) -> float:

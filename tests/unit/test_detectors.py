@@ -363,3 +363,35 @@ def test_centerface_regions_bound_the_input_and_find_what_the_whole_frame_finds(
     for detector in (regioned, whole):
         found, false = match(truths, detector.detect(frame))
         assert found.count(-1) == 0 and false == 0, (found, false)
+
+
+# -------------------------------------------------------------------------------------- int8 CenterFace
+def test_int8_centerface_finds_the_float_models_faces_on_real_photos(built: BuildResult) -> None:
+    """The shipped discovery model is the int8 CenterFace; the float model is its reference: on every photo of
+    the labelled evaluation set (real photos from pinned packages, at their own size) each face one model finds
+    confidently (score >= 0.45) is found by the other at the discovery threshold, at the same place."""
+    from emotionctl.media.evalset import build_evalset, rgb_to_luma
+
+    reference = CenterFaceDetector(built.files.path("centerface"), long_side=None, score_threshold=0.25)
+    quantized = CenterFaceDetector(built.files.path("centerface_int8"), long_side=None, score_threshold=0.25)
+    compared = 0
+    for photo in build_evalset().photos:
+        luma = rgb_to_luma(photo.image)
+        a, b = reference.detect(luma), quantized.detect(luma)
+        for mine, other, what in ((a, b, "float"), (b, a, "int8")):
+            for face in mine:
+                if face.score < 0.45:
+                    continue
+                compared += 1
+                best = max((_iou(face.box, o.box) for o in other), default=0.0)
+                assert best >= 0.5, f"{photo.id}: the {what} model's face {face.box} ({face.score:.2f}) is not found"
+    assert compared >= 40  # the set's 45 labelled faces, both ways, plus unlabelled ones
+
+
+def test_int8_centerface_recall_on_small_real_faces(built: BuildResult) -> None:
+    detector = CenterFaceDetector(built.files.path("centerface_int8"))
+    for face_px, min_recall in ((28, 0.75), (40, 0.9), (150, 0.9)):
+        scenes = synthetic_scenes(face_sizes=(face_px,), frames_per_size=2, face_free_frames=0, seed=face_px)
+        result = evaluate("centerface int8", detector.detect, scenes)
+        found, total = sum(result.found.values()), sum(result.total.values())
+        assert found / total >= min_recall, f"{found}/{total} faces of {face_px} px"

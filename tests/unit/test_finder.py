@@ -208,3 +208,59 @@ def test_invalid_settings() -> None:
         FaceFinder(d, discovery_interval=-1)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         FaceFinder(d, max_faces=0)  # type: ignore[arg-type]
+
+
+class UnsureDiscovery(ScriptedDiscovery):
+    """Scene faces at score 0.8 plus extra low-score proposals (``unsure``: a real face the re-locator sees, or
+    a texture it does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsure: list[Box] = []
+
+    def detect(self, luma: np.ndarray, min_face: float = 0.0) -> list[Face]:
+        return [*super().detect(luma, min_face), *(Face(b, 0.3) for b in self.unsure)]
+
+
+def test_unsure_discoveries_need_the_relocators_confirmation() -> None:
+    # Given a discovery detector that also proposes two faces at a low score: one is a face in the scene (the
+    # re-locator finds it), one is a texture (it does not)
+    discovery = UnsureDiscovery()
+    relocator = ScriptedRelocator(discovery)
+    finder = FaceFinder(discovery, relocator, discovery_interval=1.0, confirm_below=0.35)  # type: ignore[arg-type]
+    discovery.scene = [square(500, 500), square(900, 500, 30)]
+    discovery.unsure = [square(903, 502, 30), square(1500, 300)]  # the second face (seen unsure), a texture
+    discovery.scene = discovery.scene[:1]
+    relocator_scene = [square(500, 500), square(900, 500, 30)]
+
+    class Relocator(ScriptedRelocator):
+        def relocate_many(self, luma: np.ndarray, boxes: Sequence[Box]) -> list[Face | None]:
+            saved, self.discovery.scene = self.discovery.scene, relocator_scene
+            try:
+                return super().relocate_many(luma, boxes)
+            finally:
+                self.discovery.scene = saved
+
+    finder.relocator = Relocator(discovery)
+    found = finder.find(noisy(0), 0.0)
+    # Then the confident face and the confirmed one are found, the latter with the re-locator's box and score;
+    # the texture is dropped
+    boxes = sorted(f.box for f in found)
+    assert boxes == [square(500, 500), square(900, 500, 30)]
+    assert [f.score for f in found if f.box == square(900, 500, 30)] == [0.95]
+    assert (finder.stats.unsure, finder.stats.confirmed) == (2, 1)
+    # And a known face is not asked again: at the next discovery the low score proposal is a known track
+    discovery.unsure = [square(903, 502, 30)]
+    finder.find(noisy(1), 0.5)
+    finder.find(noisy(2), 1.0)
+    assert finder.stats.unsure == 2 and len(finder.find(noisy(3), 1.2)) == 2
+
+
+def test_confirmation_needs_a_relocator() -> None:
+    with pytest.raises(ValueError, match="relocator"):
+        FaceFinder(ScriptedDiscovery(), None, confirm_below=0.35)  # type: ignore[arg-type]
+    # without it (the default) a low score discovery is taken as it is
+    discovery = UnsureDiscovery()
+    discovery.unsure = [square(700, 700)]
+    finder = FaceFinder(discovery, ScriptedRelocator(discovery))  # type: ignore[arg-type]
+    assert [f.score for f in finder.find(FRAME, 0.0)] == [0.3]

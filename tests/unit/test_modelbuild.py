@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from analyzer import model_files
-from analyzer.modelbuild import BuildResult, PinnedPackageError, build, default_cache_dir, pinned_packages
+from analyzer.modelbuild import BuildResult, PinnedPackageError, build, default_cache_dir, npm, pinned_packages
 from analyzer.modelbuild.builder import BUILDER
 from analyzer.modelbuild.keras_onnx import UnsupportedLayerError, _same_pads, convert_keras_hdf5
 
@@ -60,6 +60,11 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
     assert entries["face_relocator"]["input"]["shape"] == ["N", 3, 128, 128]
     assert entries["centerface"]["input"]["shape"] == ["N", 3, "H", "W"]
     assert entries["centerface"]["outputs"] == ["heatmap", "scale", "offset", "landmarks"]
+    int8 = entries["centerface_int8"]
+    assert int8["input"]["shape"] == ["N", 3, "H", "W"] and int8["outputs"] == entries["centerface"]["outputs"]
+    assert int8["source"] == entries["centerface"]["source"]  # the same weights, quantised
+    assert int8["calibration"]["members"] == npm.CALIBRATION_PICTURES
+    assert int8["bytes"] < entries["centerface"]["bytes"] / 3
     notice = (out / model_files.NOTICE_FILE).read_text()
     assert "Copyright (c) 2018 Justin Shenk" in notice
     assert "Patrick Levin" in notice and "MediaPipe" in notice
@@ -419,6 +424,32 @@ def test_centerface_conversion_refuses_a_changed_graph(built: BuildResult) -> No
     other.graph.output.pop()
     with pytest.raises(CenterFaceConversionError, match="unexpected output"):
         centerface_onnx.convert_centerface(other.SerializeToString())
+
+
+def test_int8_centerface_is_checked_against_the_float_model(built: BuildResult) -> None:
+    """The build's check of the int8 CenterFace: the float model's faces on the calibration pictures (from the
+    pinned face-api tarball); a model that finds other faces is refused. The quantiser leaves no scratch file."""
+    import onnx
+    from analyzer.modelbuild import centerface_onnx
+    from analyzer.modelbuild.centerface_onnx import CenterFaceConversionError, check_quantized
+
+    reference = onnx.load(built.files.path("centerface"))
+    quantized = onnx.load(built.files.path("centerface_int8"))
+    tarball = npm.ensure_tarball(npm.FACEAPI_SOURCE, default_cache_dir())
+    pictures = npm.read_pictures(tarball, npm.CALIBRATION_PICTURES)
+    assert [p.ndim for p in pictures] == [2, 2, 2]
+    assert len(centerface_onnx.calibration_inputs(pictures)) == 3 * 6
+    assert check_quantized(reference, quantized, pictures, 0.35) >= 20
+    broken = onnx.load(built.files.path("centerface"))
+    weights = max(broken.graph.initializer, key=lambda t: len(t.raw_data))
+    array = onnx.numpy_helper.to_array(weights).copy()
+    array *= 0.5
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    with pytest.raises(CenterFaceConversionError, match="not the other model's"):
+        check_quantized(reference, broken, pictures, 0.35)
+    for scratch in ("sym_shape_infer_temp.onnx", "augmented_model.onnx"):
+        assert not (Path(__file__).resolve().parents[2] / scratch).exists()
+    assert not list(Path.cwd().glob("*.onnx.data"))
 
 
 def test_blazeface_models_take_a_batch(built: BuildResult) -> None:

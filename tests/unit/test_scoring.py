@@ -47,6 +47,18 @@ def test_detection_score_counts_recall_per_bucket_and_false_faces() -> None:
     assert score.recall_at_least(32) == 1.0
 
 
+def test_scores_of_two_frame_sizes_add_up() -> None:
+    hd, sd = DetectionScore(), DetectionScore()
+    hd.add([(0.0, 0.0, 28.0, 28.0)], [(0.0, 0.0, 28.0, 28.0)], 1080)
+    sd.add([(0.0, 0.0, 18.0, 18.0)], [(500.0, 500.0, 540.0, 540.0)], 720)  # 27 px at 1080p, missed; 1 false
+    both = hd + sd
+    assert both.recall("24-32") == 0.5 and both.total["24-32"] == 2
+    assert (both.false_faces, both.frames) == (1, 2)
+    assert hd.recall("24-32") == 1.0  # the parts are unchanged
+    empty = FalseFaceScore(100, 1) + FalseFaceScore(100, 0)
+    assert empty.per_100_frames == 0.5
+
+
 def test_false_faces_per_100_frames() -> None:
     score = FalseFaceScore()
     for i in range(200):

@@ -11,6 +11,9 @@
 On a discovery frame the known faces are re-located too, so a face the discovery detector misses for a frame
 (turned away, blurred) keeps its track. Without a re-locator the discovery detector runs on every frame.
 
+Discovered faces the discovery detector is unsure of (a score below ``confirm_below``) become tracks only when the
+re-locator, a second detector, finds a face on a crop around them.
+
 One setting decides the smallest face: ``min_face`` as a fraction of the frame height (0.022 = 24 px at 1080p).
 The discovery detector is asked for faces of at least that size (it picks its working resolution from it) and
 smaller proposals are dropped.
@@ -86,6 +89,8 @@ class FinderStats:
     relocations: int = 0  # faces looked for on a crop
     relocated: int = 0  # ... and found
     held: int = 0  # faces that had not moved: kept their box without a re-location
+    unsure: int = 0  # new discovered faces scoring below ``confirm_below``, looked for with the re-locator
+    confirmed: int = 0  # ... and found by it (the others were dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,7 @@ class FaceFinder:
         discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL,
         min_face: float = DEFAULT_MIN_FACE,
         max_faces: int = DEFAULT_MAX_FACES,
+        confirm_below: float = 0.0,
     ) -> None:
         if discovery_interval < 0:
             raise ValueError(f"discovery_interval must be >= 0, got {discovery_interval}")
@@ -155,6 +161,9 @@ class FaceFinder:
         self.discovery_interval = discovery_interval if relocator is not None else 0.0
         self.min_face = min_face
         self.max_faces = max_faces
+        if confirm_below > 0.0 and relocator is None:
+            raise ValueError("confirm_below needs a relocator to confirm unsure discoveries with")
+        self.confirm_below = confirm_below
         self.stats = FinderStats()
         self._last_discovery: float | None = None
         self._previous: float | None = None  # the stream time of the previous frame
@@ -197,8 +206,8 @@ class FaceFinder:
         if self._discovery_due(now):
             self._last_discovery = now
             self.stats.discoveries += 1
-            discovered = self.discovery.detect(luma, min_face=min_px)
-            proposals.extend(sorted(discovered, key=lambda f: -f.score))
+            discovered = sorted(self.discovery.detect(luma, min_face=min_px), key=lambda f: -f.score)
+            proposals.extend(self._confirmed(luma, discovered, proposals))
 
         kept: list[FaceLike] = []
         for face in proposals:
@@ -218,6 +227,34 @@ class FaceFinder:
             for track, f in zip(ids, kept, strict=True)
         }
         return [FoundFace(track, f.box, f.score, f.keypoints) for track, f in zip(ids, kept, strict=True)]
+
+    def _confirmed(
+        self, luma: np.ndarray, discovered: Sequence[FaceLike], known: Sequence[FaceLike]
+    ) -> list[FaceLike]:
+        """The discovered faces, where each new one scoring below ``confirm_below`` is replaced by the
+        re-locator's detection on a crop around it, or dropped when the re-locator finds no face there (a
+        second, independent detector: low-score discoveries find more small faces, the confirmation keeps
+        textures from becoming faces). Faces that are known tracks need no confirmation (they merge away)."""
+        if self.confirm_below <= 0.0 or self.relocator is None:
+            return list(discovered)
+        unsure = [
+            i
+            for i, face in enumerate(discovered)
+            if face.score < self.confirm_below and not any(_same_face(k.box, face.box) for k in known)
+        ]
+        if not unsure:
+            return list(discovered)
+        found = self.relocator.relocate_many(luma, [discovered[i].box for i in unsure])
+        self.stats.unsure += len(unsure)
+        replaced: dict[int, FaceLike | None] = dict(zip(unsure, found, strict=True))
+        self.stats.confirmed += sum(f is not None for f in found)
+        out: list[FaceLike] = []
+        for i, face in enumerate(discovered):
+            if i not in replaced:
+                out.append(face)
+            elif (confirmed := replaced[i]) is not None:
+                out.append(confirmed)
+        return out
 
     def _still(self, luma: np.ndarray, track: Track, now: float) -> _Held | None:
         """The track's last box when the face was in the previous frame, was verified by a detector within

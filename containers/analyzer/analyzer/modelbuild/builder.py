@@ -34,8 +34,15 @@ from .pinned_packages import (
 
 log = logging.getLogger(__name__)
 
+# the score at which the int8 CenterFace is checked to find the float model's faces (the analyzer's threshold)
+CENTERFACE_CHECK_THRESHOLD = 0.35
+
+
+def ort_version() -> str:
+    return metadata.version("onnxruntime")
+
 # Identifies what this code produces; a manifest written by another builder is rebuilt.
-BUILDER = "analyzer.modelbuild/2"
+BUILDER = "analyzer.modelbuild/3"
 
 
 class ModelCheckError(RuntimeError):
@@ -220,6 +227,12 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         "  License; the package states the file is an unmodified copy of its centerface_bnmerged.onnx.",
         "  The package that distributes it: MIT, Copyright (c) 2020 Martin Drawitsch.",
         "",
+        f"{model_files.CENTERFACE_INT8_FILE}",
+        f"  The same CenterFace model ({model_files.CENTERFACE_FILE}), quantised to int8 (static, per-channel) with",
+        "  onnxruntime.quantization; activation ranges calibrated on pictures from the face-api tarball",
+        f"  {npm.FACEAPI_SOURCE.tarball} ({', '.join(m.removeprefix('package/') for m in npm.CALIBRATION_PICTURES)};",
+        f"  not shipped). Same licence as {model_files.CENTERFACE_FILE}: MIT (see below).",
+        "",
     ]
     for title, text in (
         (f"--- {EMOTION_SOURCE.package} {EMOTION_SOURCE.version}: MIT License ---", licenses[EMOTION_SOURCE.package]),
@@ -318,12 +331,23 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
 
         npm_files, expression, human_emotion = _convert_npm_classifiers(cache_dir)
 
+        log.info("quantising CenterFace to int8 (onnxruntime.quantization, calibrated on face-api's demo pictures)")
+        pictures = npm.read_pictures(npm.ensure_tarball(npm.FACEAPI_SOURCE, cache_dir), npm.CALIBRATION_PICTURES)
+        centerface_int8 = centerface_onnx.quantize_centerface(
+            centerface, centerface_onnx.calibration_inputs(pictures)
+        )
+        try:
+            centerface_onnx.check_quantized(centerface, centerface_int8, pictures, CENTERFACE_CHECK_THRESHOLD)
+        except centerface_onnx.CenterFaceConversionError as exc:
+            raise ModelCheckError(str(exc)) from exc
+
         classifier_bytes = classifier.SerializeToString()
         detector_bytes = detector.SerializeToString()
         expression_bytes = expression.SerializeToString()
         human_bytes = human_emotion.SerializeToString()
         relocator_bytes = relocator.SerializeToString()
         centerface_bytes = centerface.SerializeToString()
+        centerface_int8_bytes = centerface_int8.SerializeToString()
         manifest = {
             "format": model_files.MANIFEST_FORMAT,
             "builder": BUILDER,
@@ -361,6 +385,30 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     centerface_bytes,
                     CENTERFACE_SOURCE,
                     converter=f"analyzer.modelbuild.centerface_onnx + onnx {onnx.__version__}",
+                    input={
+                        "name": centerface_onnx.INPUT_NAME,
+                        "shape": ["N", 3, "H", "W"],
+                        "layout": "NCHW",
+                        "range": [0.0, 255.0],
+                        "multiple_of": centerface_onnx.STRIDE,
+                    },
+                    outputs=list(centerface_onnx.OUTPUT_NAMES),
+                ),
+                "centerface_int8": _model_entry(
+                    model_files.CENTERFACE_INT8_FILE,
+                    centerface_int8_bytes,
+                    CENTERFACE_SOURCE,
+                    converter=(
+                        f"analyzer.modelbuild.centerface_onnx + onnxruntime.quantization {ort_version()} "
+                        "(static QDQ: int8 per-channel weights, uint8 activations, min/max calibration)"
+                    ),
+                    calibration={
+                        "package": npm.FACEAPI_SOURCE.spec,
+                        "members": dict(npm.CALIBRATION_PICTURES),
+                        "inputs": "each picture whole at "
+                        f"{list(centerface_onnx.CALIBRATION_LONG_SIDES)} px and 4 corner crops "
+                        f"{list(centerface_onnx.CALIBRATION_CROP)} at its own scale, grey in 3 channels",
+                    },
                     input={
                         "name": centerface_onnx.INPUT_NAME,
                         "shape": ["N", 3, "H", "W"],
@@ -421,6 +469,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         _write_atomic(out_dir / model_files.FACE_DETECTOR_FILE, detector_bytes)
         _write_atomic(out_dir / model_files.FACE_RELOCATOR_FILE, relocator_bytes)
         _write_atomic(out_dir / model_files.CENTERFACE_FILE, centerface_bytes)
+        _write_atomic(out_dir / model_files.CENTERFACE_INT8_FILE, centerface_int8_bytes)
         _write_atomic(out_dir / model_files.EMOTION_CLASSIFIER_FILE, classifier_bytes)
         _write_atomic(out_dir / model_files.FACEAPI_EXPRESSION_FILE, expression_bytes)
         _write_atomic(out_dir / model_files.HUMAN_EMOTION_FILE, human_bytes)

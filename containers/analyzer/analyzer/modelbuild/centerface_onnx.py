@@ -17,6 +17,10 @@ original's static shape (the independent reference) and runs a sanity inference 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,3 +128,135 @@ def check_centerface(model: onnx.ModelProto, static_bytes: bytes) -> None:
         if float(outputs[0].max()) > 0.5:
             raise CenterFaceConversionError("CenterFace finds a face in a uniform grey image")
     log.info("CenterFace: dynamic model equals the shipped one at %s", static_shape)
+
+
+# -- int8 ------------------------------------------------------------------------------------------------
+# Static int8 quantisation (onnxruntime.quantization, QDQ, per-channel int8 weights, uint8 activations,
+# min/max calibration): ~2.2x faster on one x86 core (1920x1088: ~310 -> ~140 ms), the same faces found.
+# The float model stays in the build as the reference it is checked against.
+CALIBRATION_LONG_SIDES = (640, 1024)  # whole pictures resized so; plus crops at the picture's own scale
+CALIBRATION_CROP = (384, 640)  # h, w of a crop at the picture's own scale
+
+
+def calibration_inputs(pictures: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Network inputs ``float32[1, 3, H, W]`` for calibrating the activation ranges, from grey pictures
+    ``uint8[H, W]``: each picture whole at ``CALIBRATION_LONG_SIDES`` and its four corner crops of
+    ``CALIBRATION_CROP`` at its own scale (faces from small to big), grey replicated into the three channels
+    as the analyzer feeds it, padded with black to multiples of 32. Deterministic."""
+    inputs: list[np.ndarray] = []
+    for picture in pictures:
+        if picture.ndim != 2 or picture.dtype != np.uint8:
+            raise ValueError(f"calibration pictures are uint8[H, W], got {picture.dtype}{list(picture.shape)}")
+        h, w = picture.shape
+        views = []
+        for side in CALIBRATION_LONG_SIDES:
+            f = side / max(h, w)
+            rows = np.minimum((np.arange(max(1, round(h * f))) / f).astype(np.intp), h - 1)
+            cols = np.minimum((np.arange(max(1, round(w * f))) / f).astype(np.intp), w - 1)
+            views.append(picture[rows[:, None], cols[None, :]])
+        ch, cw = min(h, CALIBRATION_CROP[0]), min(w, CALIBRATION_CROP[1])
+        for y in (0, h - ch):
+            for x in (0, w - cw):
+                views.append(picture[y : y + ch, x : x + cw])
+        for view in views:
+            vh, vw = view.shape
+            x = np.zeros((1, 3, -(-vh // STRIDE) * STRIDE, -(-vw // STRIDE) * STRIDE), np.float32)
+            x[0, :, :vh, :vw] = view
+            inputs.append(x)
+    return inputs
+
+
+def quantize_centerface(model: onnx.ModelProto, calibration: Sequence[np.ndarray]) -> onnx.ModelProto:
+    """The dynamic float CenterFace as a static int8 QDQ model calibrated on ``calibration`` (network inputs).
+
+    onnxruntime's quantiser writes intermediate models to files: everything happens in a temporary directory
+    (and with that as the working directory, which its shape inference uses for scratch files)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise CenterFaceConversionError("no calibration inputs for the int8 model")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._inputs = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._inputs, None)
+            return None if x is None else {INPUT_NAME: x}
+
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="centerface-int8-") as tmp:
+        os.chdir(tmp)
+        try:
+            source, prepared, output = (Path(tmp) / n for n in ("float.onnx", "prepared.onnx", "int8.onnx"))
+            onnx.save(model, source)
+            # the symbolic shape inference cannot follow CenterFace's dynamic upsampling; ONNX's own suffices
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(output),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            quantized = onnx.load(output)
+        finally:
+            os.chdir(previous)
+    quantized.graph.name = "centerface_int8"
+    quantized.producer_name = "analyzer.modelbuild (centerface_onnx, onnxruntime.quantization)"
+    return quantized
+
+
+def _peaks(session: Any, x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heatmap cells that are a 3x3 local maximum above ``threshold`` (a face's centre): ``(cells [K, 2],
+    scores [K], log box sizes [K, 2])``, and the whole heatmap and scale maps."""
+    heatmap, scale = session.run(["heatmap", "scale"], {INPUT_NAME: x})
+    heat = heatmap[0, 0]
+    padded = np.pad(heat, 1, constant_values=-np.inf)
+    local = np.lib.stride_tricks.sliding_window_view(padded, (3, 3)).max(axis=(2, 3))
+    ys, xs = np.nonzero((heat >= local) & (heat > threshold))
+    return np.stack([ys, xs], axis=1), heat, scale[0]
+
+
+def check_quantized(
+    float_model: onnx.ModelProto, int8_model: onnx.ModelProto, pictures: Sequence[np.ndarray], threshold: float
+) -> int:
+    """The int8 model finds the float model's faces on real pictures (the network's own maps, no decoding):
+    every face centre (a local heatmap maximum) one model scores at least ``threshold + 0.1`` is a face for the
+    other model too — its heatmap within one cell of it is at least ``threshold - 0.1`` — and both give it
+    the same size within 25 %. Returns the number of faces compared; raises ``CenterFaceConversionError``."""
+    onnx.checker.check_model(int8_model)
+    reference, quantized = _session(float_model.SerializeToString()), _session(int8_model.SerializeToString())
+    compared = 0
+    for i, x in enumerate(calibration_inputs(pictures)):
+        ref_cells, ref_heat, ref_scale = _peaks(reference, x, threshold + 0.1)
+        q_cells, q_heat, q_scale = _peaks(quantized, x, threshold + 0.1)
+        for what, cells, other_heat, own_scale, other_scale in (
+            ("float", ref_cells, q_heat, ref_scale, q_scale),
+            ("int8", q_cells, ref_heat, q_scale, ref_scale),
+        ):
+            h, w = other_heat.shape
+            for y, x_ in cells:
+                compared += 1
+                near = other_heat[max(0, y - 1) : y + 2, max(0, x_ - 1) : x_ + 2]
+                size_ratio = np.exp(np.abs(own_scale[:, y, x_] - other_scale[:, y, x_]))
+                if float(near.max()) < threshold - 0.1 or float(size_ratio.max()) > 1.25:
+                    score, ratio = float(near.max()), float(size_ratio.max())
+                    raise CenterFaceConversionError(
+                        f"check input {i}: the {what} model's face at cell ({y}, {x_}) of {h}x{w} is not the "
+                        f"other model's (its score there {score:.2f}, size ratio {ratio:.2f})"
+                    )
+    if compared == 0:
+        raise CenterFaceConversionError("no face on the check pictures: the int8 check compared nothing")
+    log.info("CenterFace int8: the float model's faces (%d compared)", compared)
+    return compared

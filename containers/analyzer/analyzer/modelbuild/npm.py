@@ -17,6 +17,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .pinned_packages import PinnedPackageError, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,30 @@ HUMAN_MODELS_SOURCE = NpmSource(
 )
 
 NPM_SOURCES = (FACEAPI_SOURCE, HUMAN_MODELS_SOURCE)
+
+# Pictures with faces in the face-api tarball (its demo's screenshots, MIT with the package), read at build time
+# only to calibrate the int8 CenterFace's activation ranges and to check it against the float model; not
+# shipped, and not the evaluation set's pictures (that uses the demo's sample photos, not these files).
+CALIBRATION_PICTURES = {
+    "package/demo/screenshot-webcam.png": "844071b9be8d43570c019ab4a5fd3166a801f49a82303cb98cc2189d50b06d9a",
+    "package/demo/screenshot-images.png": "fe154bf936b04fd9c70d8ac1a37eca89e77a8ddc112617a338c10ab22660e95f",
+    "package/demo/facemesh.png": "2e64b986e3ff3968c597fa09a620cc91490e115fb40487d79d85f64250aff02c",
+}
+
+
+def read_pictures(tarball: Path, members: dict[str, str]) -> list[np.ndarray]:
+    """The named picture members (path → sha256) of a pinned tarball, decoded (PyAV) to grey ``uint8[H, W]``."""
+    import io
+
+    import av
+
+    found = read_members(tarball, dict(members))
+    pictures = []
+    for name in members:  # in the given order: the calibration is deterministic
+        with av.open(io.BytesIO(found[name]), mode="r") as container:
+            frame = next(container.decode(video=0))
+            pictures.append(np.ascontiguousarray(frame.reformat(format="gray").to_ndarray()))
+    return pictures
 
 
 def integrity_of(path: Path) -> str:
