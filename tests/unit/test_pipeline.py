@@ -215,6 +215,23 @@ def test_close_without_flush_discards_the_open_second_and_stops_emitting() -> No
     assert pipe.closed
 
 
+@pytest.mark.parametrize(("seconds", "recorded"), [(0.6, [0]), (1.2, [0, 1])])
+def test_a_last_second_cut_short_before_its_analysis_was_due_is_not_recorded(
+    seconds: float, recorded: list[int]
+) -> None:
+    """1 analysis/s with slots half a second off the second boundaries: a stream that stops 0.1 s into second 1
+    leaves it with frames but no analysis due — not a second the analysis failed to keep up with, so not
+    recorded (its frames stay in the stats); 0.7 s into it, its analysis was done and it is recorded."""
+    clock = Clock()
+    pipe, out = make(1.0, clock)
+    frames = [Frame(1000.5 + f.pts_seconds, f.pts_seconds, 64, 48, FACE) for f in stream(seconds, 30)]
+    feed(pipe, frames, clock)
+    pipe.close()
+    assert [r.sec for r in out] == recorded
+    assert all(r.bucket.frames > 0 for r in out)
+    assert pipe.stats.received == len(frames)
+
+
 def test_flush_then_more_frames_in_the_same_second_reemits_the_whole_second() -> None:
     clock = Clock()
     pipe, out = make(None, clock)

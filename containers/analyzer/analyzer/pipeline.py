@@ -290,6 +290,9 @@ class SecondResult:
     bucket: Bucket
     passed_over: int = 0
     faces: dict[str, FaceDetail] = field(default_factory=dict)
+    # an analysis fell due in this second, or frames were skipped undecoded in it: without an analysed frame it
+    # is a second the analysis could not keep up with; otherwise, at the end, a second cut short before its turn
+    owed: bool = False
 
     @property
     def sec(self) -> int:
@@ -462,6 +465,8 @@ class Pipeline:
                 # even when stale or not due (the ingest keeps the lag bounded)
                 self.gate.settle()
                 decision = Decision.ANALYSE
+            if decision is not Decision.SKIP:
+                current.owed = True
             if decision is Decision.CATCH_UP:
                 current.passed_over += 1
                 self.stats.passed_over += 1
@@ -508,6 +513,7 @@ class Pipeline:
             if current is None:
                 return
             current.bucket.received += share
+            current.owed = current.owed or share > 0
             self.stats.received += share
             self.stats.skipped += share
 
@@ -546,13 +552,21 @@ class Pipeline:
             return current
 
     def close(self, *, flush: bool = True) -> SecondResult | None:
-        """Final: emit the open second (unless ``flush`` is False: discard it); no second is emitted afterwards."""
+        """Final: emit the open second (unless ``flush`` is False: discard it); no second is emitted afterwards.
+
+        An open second that no analysis fell due in — the stream stopped a frame or two after a second began,
+        before its next analysis slot — is not emitted: it would read as a second the analysis could not keep
+        up with. Its frames stay counted in :attr:`stats` (``received``)."""
         with self._lock:
             if self._closed:
                 return None
             current = self._open
             self._closed = True
             self._open = None
+            if current is not None and flush and current.bucket.frames == 0 and not current.owed:
+                log.info("the stream ended %d frame(s) into second %d, before its analysis was due: not recorded",
+                         current.bucket.received, current.sec)
+                return None
             if current is not None and flush:
                 self._last_emitted = current
                 self._sink(current)
