@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -95,12 +95,14 @@ class FinderStats:
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """A still face's last box, kept for this frame; ``verified`` is when a detector last saw it."""
+    """A still face's last box, kept for this frame; ``verified`` is when a detector last saw it; ``descriptor``
+    its appearance in this frame, once :meth:`FaceFinder._still` has measured it (not measured twice)."""
 
     box: Box
     score: float
     keypoints: tuple[Point, ...] | None
     verified: float
+    descriptor: np.ndarray | None = None
 
 
 def _same_face(kept: Box, other: Box) -> bool:
@@ -220,7 +222,10 @@ class FaceFinder:
             if len(kept) >= self.max_faces:
                 break
         boxes = [f.box for f in kept]
-        ids = self.tracker.update(boxes, now, [appearance(luma, b) for b in boxes])
+        descriptors = [
+            f.descriptor if isinstance(f, _Held) and f.descriptor is not None else appearance(luma, f.box) for f in kept
+        ]
+        ids = self.tracker.update(boxes, now, descriptors)
         self._previous = now
         self._last = {
             track: _Held(f.box, f.score, f.keypoints, f.verified if isinstance(f, _Held) else now)
@@ -264,9 +269,10 @@ class FaceFinder:
             return None
         if not 0.0 <= now - last.verified < STILL_REFRESH:
             return None
-        if float(np.dot(appearance(luma, last.box), track.appearance)) < STILL_SIMILARITY:
+        descriptor = appearance(luma, last.box)
+        if float(np.dot(descriptor, track.appearance)) < STILL_SIMILARITY:
             return None
-        return last
+        return replace(last, descriptor=descriptor)
 
 
 def _predicted_box(track: Track, now: float) -> Box:
