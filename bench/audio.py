@@ -34,26 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from session_flow import local_stack, percentile, wait_for  # bench/session_flow.py: the script's own folder
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/analyzer.py would shadow the analyzer package (the script's directory comes first on sys.path)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-
-def _flow() -> Any:
-    """bench/session_flow.py (its local stack and helpers), loaded by path: bench/analyzer.py shadows the package."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_flow", REPO / "bench" / "session_flow.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_flow"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-flow = _flow()
-Stack, local_stack, percentile, wait_for = flow.Stack, flow.local_stack, flow.percentile, flow.wait_for
 
 
 # ------------------------------------------------------------------ 1. cost

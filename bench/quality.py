@@ -42,8 +42,6 @@ from typing import Any
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
-# bench/analyzer.py is named like the package: keep this folder off the import path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
 from analyzer import expressions  # noqa: E402
 from analyzer.expressions import EMOTIONS  # noqa: E402

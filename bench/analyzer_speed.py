@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""bench/analyzer — the analyzer's speed on one pinned core, against FFmpeg's own decoder.
+"""bench/analyzer_speed — the analyzer's speed on one pinned core, against FFmpeg's own decoder.
 
-    .venv/bin/python bench/analyzer.py [--seconds 10] [--core N] [--live 15] [--clip PATH]
+    .venv/bin/python bench/analyzer_speed.py [--seconds 10] [--core N] [--live 15] [--clip PATH]
 
 A 1080p30 H.264 clip with one real face (``skimage.data.astronaut()``, moving and zooming over a textured
 background, camera grain, live-encoder settings; ``emotionctl.media.clips``) is made first, in a child process
@@ -47,9 +47,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-# This file is named like the package it measures: keep its folder off the import path, or
-# `import analyzer` would find this script instead of the analyzer package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 TARGETS = {"5/s": 0.6, "crowd 5/s": 0.35, "every": 0.5, "p95_ms": 15.0, "rss_mb": 400.0, "live_p95_s": 1.5}
 
