@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from analyzer.finder import FaceFinder
 from analyzer.ingest import CatchUp
-from analyzer.pipeline import Decision, FrameAnalyzer, LoadMonitor, Pipeline, RateGate, SecondResult
+from analyzer.pipeline import (
+    PRESSURE_DISCOVERY_FACTOR,
+    Decision,
+    FrameAnalyzer,
+    LoadMonitor,
+    Pipeline,
+    RateGate,
+    SecondResult,
+)
 from emotion_shared.emotions import EMOTIONS, interval_stats
 
 
@@ -297,6 +305,28 @@ def test_load_monitor_degrades_and_recovers_with_hysteresis() -> None:
         monitor.analysed(t, 0.05)
         t += 0.2
     assert not monitor.assess(t, 5.0).degraded
+
+
+def test_a_degraded_session_discovers_less_often_until_it_recovers() -> None:
+    clock = Clock()
+    pipe, _ = make(5.0, clock)
+    finder = pipe.analyzer.finder
+    normal = finder.discovery_interval
+    t = 0.0
+    for _ in range(10):  # 1 analysis/s, 1.5 s behind
+        pipe.monitor.frame(t, 5)
+        pipe.monitor.analysed(t, 1.5)
+        t += 1.0
+    clock.now = t
+    assert pipe.load().degraded
+    assert finder.discovery_interval == normal * PRESSURE_DISCOVERY_FACTOR and pipe.analyzer.under_pressure
+    for _ in range(60):  # keeping up again
+        pipe.monitor.frame(t, 0)
+        pipe.monitor.analysed(t, 0.05)
+        t += 0.2
+    clock.now = t
+    assert not pipe.load().degraded
+    assert finder.discovery_interval == normal and not pipe.analyzer.under_pressure
 
 
 def test_catch_up_skips_to_a_keyframe_near_the_live_edge() -> None:
