@@ -93,6 +93,24 @@ def test_a_newcomer_is_found_at_the_next_discovery() -> None:
     assert seen == {0.2: 1, 0.4: 1, 0.6: 1, 0.8: 1, 1.0: 2}
 
 
+def test_a_face_the_relocator_loses_is_looked_for_by_a_discovery_at_once_and_only_once() -> None:
+    # Given a face tracked between discoveries 10 s apart
+    finder, discovery, _ = make(10.0)
+    discovery.scene = [square(500, 500)]
+    assert [f.track for f in finder.find(noisy(0), 0.0)] == ["f1"]
+    assert [f.track for f in finder.find(noisy(1), 0.2)] == ["f1"]
+    # When it jumps further than its re-location crop (frames were skipped to catch up)
+    discovery.scene = [square(1400, 500)]
+    # Then a discovery runs on that very frame and the face keeps being seen
+    assert len(finder.find(noisy(2), 0.4)) == 1
+    assert len(discovery.calls) == 2
+    # And when the face is gone, one discovery looks for it, not one per frame
+    discovery.scene = []
+    for i in range(3, 8):
+        assert finder.find(noisy(i), i / 5) == []
+    assert len(discovery.calls) == 3
+
+
 def test_a_relocated_face_is_not_doubled_by_the_discovery_of_it() -> None:
     finder, discovery, _ = make(0.0)  # discovery on every frame, re-location too
     discovery.scene = [square(500, 500)]

@@ -9,7 +9,10 @@
   :class:`~analyzer.tracker.FaceTracker`, the only owner of identities, with an appearance descriptor per box.
 
 On a discovery frame the known faces are re-located too, so a face the discovery detector misses for a frame
-(turned away, blurred) keeps its track. Without a re-locator the discovery detector runs on every frame.
+(turned away, blurred) keeps its track. A face seen in the previous frame that the re-locator cannot find again
+(it moved further than its crop: a jump after skipped frames, a fast turn) makes the discovery run on this frame,
+whatever the interval — once: a face that stays missing does not make it run again. Without a re-locator the
+discovery detector runs on every frame.
 
 Discovered faces the discovery detector is unsure of (a score below ``confirm_below``) become tracks only when the
 re-locator, a second detector, finds a face on a crop around them.
@@ -189,6 +192,7 @@ class FaceFinder:
         """The faces in ``luma`` (``uint8[H, W]``) at stream time ``now`` (seconds), best first, with track ids."""
         min_px = self.min_face_px(luma.shape[0])
         proposals: list[FaceLike] = []
+        lost = False  # a face seen in the previous frame that the re-locator could not find again
         if self.relocator is not None:
             moved = []
             for track in self.tracker.tracks:
@@ -205,7 +209,8 @@ class FaceFinder:
                 relocated = [f for f in found if f is not None]
                 self.stats.relocated += len(relocated)
                 proposals.extend(sorted(relocated, key=lambda f: -f.score))
-        if self._discovery_due(now):
+                lost = any(f is None and t.last_seen == self._previous for t, f in zip(moved, found, strict=True))
+        if lost or self._discovery_due(now):
             self._last_discovery = now
             self.stats.discoveries += 1
             discovered = sorted(self.discovery.detect(luma, min_face=min_px), key=lambda f: -f.score)
