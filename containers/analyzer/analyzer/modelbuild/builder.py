@@ -348,6 +348,14 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         relocator_bytes = relocator.SerializeToString()
         centerface_bytes = centerface.SerializeToString()
         centerface_int8_bytes = centerface_int8.SerializeToString()
+        # the float CenterFace and its int8 quantisation take the same input
+        centerface_input = {
+            "name": centerface_onnx.INPUT_NAME,
+            "shape": ["N", 3, "H", "W"],
+            "layout": "NCHW",
+            "range": [0.0, 255.0],
+            "multiple_of": centerface_onnx.STRIDE,
+        }
         manifest = {
             "format": model_files.MANIFEST_FORMAT,
             "builder": BUILDER,
@@ -385,13 +393,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     centerface_bytes,
                     CENTERFACE_SOURCE,
                     converter=f"analyzer.modelbuild.centerface_onnx + onnx {onnx.__version__}",
-                    input={
-                        "name": centerface_onnx.INPUT_NAME,
-                        "shape": ["N", 3, "H", "W"],
-                        "layout": "NCHW",
-                        "range": [0.0, 255.0],
-                        "multiple_of": centerface_onnx.STRIDE,
-                    },
+                    input=centerface_input,
                     outputs=list(centerface_onnx.OUTPUT_NAMES),
                 ),
                 "centerface_int8": _model_entry(
@@ -409,13 +411,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                         f"{list(centerface_onnx.CALIBRATION_LONG_SIDES)} px and 4 corner crops "
                         f"{list(centerface_onnx.CALIBRATION_CROP)} at its own scale, grey in 3 channels",
                     },
-                    input={
-                        "name": centerface_onnx.INPUT_NAME,
-                        "shape": ["N", 3, "H", "W"],
-                        "layout": "NCHW",
-                        "range": [0.0, 255.0],
-                        "multiple_of": centerface_onnx.STRIDE,
-                    },
+                    input=centerface_input,
                     outputs=list(centerface_onnx.OUTPUT_NAMES),
                 ),
                 "emotion_classifier": _model_entry(
