@@ -329,19 +329,44 @@ def test_a_degraded_session_discovers_less_often_until_it_recovers() -> None:
     assert finder.discovery_interval == normal and not pipe.analyzer.under_pressure
 
 
+def _catch_up_run(catch: CatchUp, packets: list[tuple[int, float]], reorder: int = 0) -> list[int]:
+    """Feed 30 fps packets ``(index, read time)`` with a keyframe every 30 to ``catch``; the decoded indices. The
+    decoder gives a picture out ``reorder`` decoded packets after its own (B-frame reordering)."""
+    decoded: list[int] = []
+    held: list[int] = []
+    for i, now in packets:
+        if catch.skip(i / 30, i % 30 == 0, now):
+            continue
+        decoded.append(i)
+        held.append(i)
+        if len(held) > reorder:
+            catch.decoded(held.pop(0) / 30)
+    return decoded
+
+
 def test_catch_up_skips_to_a_keyframe_near_the_live_edge() -> None:
     catch = CatchUp(max_lag=0.75)
     # live: 30 fps, keyframe every 30 packets, read in time
-    assert not any(catch.skip(i / 30, i % 30 == 0, 10 + i / 30) for i in range(60))
-    # then the worker stalls 3 s; the backlog is read at once (3 s of packets in 10 ms)
-    decisions = [(i, catch.skip(i / 30, i % 30 == 0, 15.0 + (i - 60) / 9000)) for i in range(60, 150)]
-    decisions += [(i, catch.skip(i / 30, i % 30 == 0, 15.0 + (i - 150) / 30)) for i in range(150, 200)]
-    skipped = [i for i, s in decisions if s]
-    decoded = [i for i, s in decisions if not s]
-    assert skipped and decoded
-    resumed = min(i for i in decoded if i > skipped[0])
-    assert resumed % 30 == 0  # decoding restarts at a keyframe
-    assert all(i in decoded for i in range(resumed, 200))  # and stays on once caught up
+    assert _catch_up_run(catch, [(i, 10 + i / 30) for i in range(60)]) == list(range(60))
+    # then the worker stalls 3 s; the backlog is read at once (3 s of packets in 10 ms), then live again
+    backlog = [(i, 15.0 + (i - 60) / 9000) for i in range(60, 150)]
+    live = [(i, 15.0 + (i - 150) / 30) for i in range(150, 200)]
+    decoded = _catch_up_run(catch, backlog + live)
+    # the late keyframes of the backlog are decoded (one picture per keyframe interval while behind), nothing else
+    assert [i for i in decoded if i < 150] == [60, 90, 120]
+    # decoding restarts at the first keyframe near the live edge and stays on once caught up
+    assert [i for i in decoded if i >= 150] == list(range(150, 200))
+
+
+def test_catch_up_decodes_a_late_keyframe_until_its_picture_is_out() -> None:
+    """A decoder that reorders B-frames gives a keyframe's picture out a packet later: that packet is decoded too,
+    then the skip goes on."""
+    catch = CatchUp(max_lag=0.75)
+    _catch_up_run(catch, [(i, 10 + i / 30) for i in range(60)], reorder=1)
+    # from here on the worker reads every packet 1.5 s late (a source that stalled, nothing newer to skip to)
+    decoded = _catch_up_run(catch, [(i, 10 + i / 30 + 1.5) for i in range(60, 150)], reorder=1)
+    # a picture per keyframe interval: the keyframe and the packet that gets its picture out of the decoder
+    assert decoded == [60, 61, 90, 91, 120, 121]
 
 
 def test_detail_per_track() -> None:

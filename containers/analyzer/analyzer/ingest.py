@@ -249,6 +249,12 @@ class CatchUp:
     decoding resumes there. Skipped packets are counted: each is one frame received and not analysed
     (``Frame.skipped`` of the next frame yielded). The lag of what is decoded is so bounded by about ``max_lag``
     plus a keyframe interval, whatever the CPU.
+
+    A keyframe met while skipping is decoded even when it is still late (it needs no earlier packet), and so are
+    the packets after it until the decoder gives its picture out (:meth:`decoded`; a decoder that reorders
+    B-frames holds a picture back by a packet or two); then the skip goes on. A worker that stays behind — too
+    little CPU to decode every frame, or a source that stalled and then sent its backlog at once, so that
+    nothing newer is there to skip to — still decodes one frame per keyframe interval instead of none.
     """
 
     def __init__(self, max_lag: float = DEFAULT_CATCH_UP_LAG) -> None:
@@ -257,26 +263,35 @@ class CatchUp:
         self.max_lag = max_lag
         self.edge = LiveEdge()
         self.skipping = False
+        self.awaiting_picture: float | None = None  # stream time of a late keyframe decoded while skipping
         self.skips = 0  # how many skips were started (for logs)
 
     def reset(self) -> None:
         self.edge.reset()
         self.skipping = False
+        self.awaiting_picture = None
 
     def skip(self, pts: float | None, keyframe: bool, now: float) -> bool:
         """True when the packet (stream time ``pts``, read at ``now``) is to be skipped undecoded."""
         if pts is None:
-            return self.skipping and not keyframe
+            return self.skipping and not keyframe and self.awaiting_picture is None
         lag = self.edge.lag(pts, now, now)
-        if self.skipping:
-            if keyframe and lag <= self.max_lag:
-                self.skipping = False
-            return self.skipping
-        if lag > self.max_lag:
-            self.skipping = not keyframe  # a keyframe that is late is still a place to restart from
-            if self.skipping:
-                self.skips += 1
-        return self.skipping
+        if not self.skipping and lag > self.max_lag:
+            self.skipping = True
+            self.skips += 1
+        if not self.skipping:
+            return False
+        if keyframe:  # a place to restart from: decoding goes on from here if it is near the live edge
+            self.skipping = lag > self.max_lag
+            self.awaiting_picture = pts if self.skipping else None
+            return False
+        return self.awaiting_picture is None
+
+    def decoded(self, pts: float | None) -> None:
+        """The decoder gave out the picture of stream time ``pts``: once it is the late keyframe decoded while
+        skipping (or a later one), the skip goes on."""
+        if self.awaiting_picture is not None and (pts is None or pts >= self.awaiting_picture):
+            self.awaiting_picture = None
 
 
 def frames(
@@ -325,6 +340,8 @@ def frames(
                     skipped_from,
                 )
                 skipped, skipped_from = 0, None
+                if catch_up is not None:
+                    catch_up.decoded(pts)
             if _stopped(stop):
                 return
     except av.error.EOFError:
