@@ -366,6 +366,29 @@ def test_centerface_regions_bound_the_input_and_find_what_the_whole_frame_finds(
 
 
 # -------------------------------------------------------------------------------------- int8 CenterFace
+
+def test_centerface_parts_together_find_what_one_detect_finds(built: BuildResult) -> None:
+    """A discovery spread over frames (a session under pressure): the coarse pass and each region, one call each,
+    find the faces one whole detect() finds, big and small, each in the part that owns it."""
+    detector = CenterFaceDetector(built.files.path("centerface"))
+    parts = detector.discovery_parts(1080, 1920, min_face=24)
+    assert parts == len(detector.regions(1080, 1920, 24)) + 1 > 2
+    assert CenterFaceDetector(built.files.path("centerface"), max_input_pixels=None).discovery_parts(1080, 1920) == 1
+    frame = _frame(10)
+    photos = face_photos()
+    truths = [
+        paste_face(frame, photos[0], 30, 300, 200),
+        paste_face(frame, photos[1], 40, 1600, 900),
+        paste_face(frame, photos[2], 260, 960, 540),  # across the regions: the coarse pass's
+    ]
+    whole = detector.detect(frame, min_face=24)
+    spread = [det for part in range(parts) for det in detector.detect_part(frame, part, min_face=24)]
+    found_whole, false_whole = match(truths, whole)
+    found_spread, false_spread = match(truths, spread)
+    assert found_whole.count(-1) == found_spread.count(-1) == 0 and false_whole == false_spread == 0
+    with pytest.raises(ValueError, match="part must be"):
+        detector.detect_part(frame, parts, min_face=24)
+
 def test_int8_centerface_finds_the_float_models_faces_on_real_photos(built: BuildResult) -> None:
     """The shipped discovery model is the int8 CenterFace; the float model is its reference: on every photo of
     the labelled evaluation set (real photos from pinned packages, at their own size) each face one model finds

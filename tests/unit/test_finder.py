@@ -111,6 +111,42 @@ def test_a_face_the_relocator_loses_is_looked_for_by_a_discovery_at_once_and_onl
     assert len(discovery.calls) == 3
 
 
+class PartedScriptedDiscovery(ScriptedDiscovery):
+    """Runs the frame in three vertical strips: part k finds the scene faces whose centre is in strip k."""
+
+    PARTS = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts_run: list[int] = []
+
+    def discovery_parts(self, h: int, w: int, min_face: float = 0.0) -> int:
+        return self.PARTS
+
+    def detect_part(self, luma: np.ndarray, part: int, min_face: float = 0.0) -> list[Face]:
+        self.parts_run.append(part)
+        width = luma.shape[1] / self.PARTS
+        return [Face(b, 0.8) for b in self.scene if part * width <= (b[0] + b[2]) / 2 < (part + 1) * width]
+
+
+def test_a_spread_discovery_runs_one_part_per_frame_and_finds_every_face() -> None:
+    # Given a finder under pressure whose discovery detector runs the frame in three parts
+    discovery = PartedScriptedDiscovery()
+    finder = FaceFinder(discovery, ScriptedRelocator(discovery), discovery_interval=2.0)  # type: ignore[arg-type]
+    finder.spread_discovery = True
+    discovery.scene = [square(300, 500), square(1000, 500), square(1700, 500)]
+    # When frames are analysed 5 times a second
+    counts = [len(finder.find(noisy(i), i / 5)) for i in range(13)]
+    # Then each frame runs one part (never the whole detect), the faces come in strip by strip and stay tracked
+    assert discovery.calls == [] and discovery.parts_run == [0, 1, 2, 0, 1, 2]
+    assert counts[:3] == [1, 2, 3] and set(counts[3:]) == {3}
+    assert finder.stats.discoveries == 2 and finder.stats.discovery_parts == 6
+    # And without pressure the discovery is whole again
+    finder.spread_discovery = False
+    finder.find(noisy(20), 4.0)
+    assert len(discovery.calls) == 1
+
+
 def test_a_relocated_face_is_not_doubled_by_the_discovery_of_it() -> None:
     finder, discovery, _ = make(0.0)  # discovery on every frame, re-location too
     discovery.scene = [square(500, 500)]

@@ -320,6 +320,7 @@ def test_a_degraded_session_discovers_less_often_until_it_recovers() -> None:
     clock.now = t
     assert pipe.load().degraded
     assert finder.discovery_interval == normal * PRESSURE_DISCOVERY_FACTOR and pipe.analyzer.under_pressure
+    assert finder.spread_discovery
     for _ in range(60):  # keeping up again
         pipe.monitor.frame(t, 0)
         pipe.monitor.analysed(t, 0.05)
@@ -327,6 +328,7 @@ def test_a_degraded_session_discovers_less_often_until_it_recovers() -> None:
     clock.now = t
     assert not pipe.load().degraded
     assert finder.discovery_interval == normal and not pipe.analyzer.under_pressure
+    assert not finder.spread_discovery
 
 
 def _catch_up_run(catch: CatchUp, packets: list[tuple[int, float]], reorder: int = 0) -> list[int]:

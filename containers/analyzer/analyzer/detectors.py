@@ -228,27 +228,58 @@ class CenterFaceDetector:
             return _to_detections(boxes, scores, points, smallest, self.max_faces)
         regions = self.regions(h, w, min_face)
         if len(regions) == 1:
-            boxes, scores, points = self._detect_region(luma, regions[0], scale)
-            return _to_detections(boxes, scores, points, smallest, self.max_faces)
-        parts = [self._detect_region(luma, (0, 0, w, h), self.coarse_long_side / max(h, w))]
-        for x0, y0, x1, y1 in regions:
-            boxes, scores, points = self._detect_region(luma, (x0, y0, x1, y1), scale)
-            inner = np.ones(len(scores), bool)
-            edge = 2.0
-            if x0 > 0:
-                inner &= boxes[:, 0] > x0 + edge
-            if y0 > 0:
-                inner &= boxes[:, 1] > y0 + edge
-            if x1 < w:
-                inner &= boxes[:, 2] < x1 - edge
-            if y1 < h:
-                inner &= boxes[:, 3] < y1 - edge
-            parts.append((boxes[inner], scores[inner], points[inner]))
+            return _to_detections(*self._part(luma, 0, regions, scale), smallest, self.max_faces)
+        parts = [self._part(luma, i, regions, scale) for i in range(len(regions) + 1)]
         all_boxes = np.concatenate([p[0] for p in parts])
         all_scores = np.concatenate([p[1] for p in parts])
         all_points = np.concatenate([p[2] for p in parts])
         keep = nms(all_boxes, all_scores, self.nms_iou) if all_scores.size else np.zeros(0, np.intp)
         return _to_detections(all_boxes[keep], all_scores[keep], all_points[keep], smallest, self.max_faces)
+
+    def discovery_parts(self, h: int, w: int, min_face: float = 0.0) -> int:
+        """How many :meth:`detect_part` calls one :meth:`detect` of an ``h`` x ``w`` frame is made of: 1 when the
+        frame is run whole, else the coarse pass and each region (1080p at 24 px: 5, each ~1/4 of the cost)."""
+        regions = self.regions(h, w, min_face)
+        return 1 if len(regions) == 1 else len(regions) + 1
+
+    def detect_part(self, luma: np.ndarray, part: int, min_face: float = 0.0) -> list[Detection]:
+        """Part ``part`` (0 ≤ part < :meth:`discovery_parts`) of :meth:`detect`: the coarse pass (0) or one region
+        (a detection touching an inner edge of it is left to its neighbour or the coarse pass). Run on
+        successive frames, the parts spread one discovery's cost; what they find together is what
+        :meth:`detect` finds on one frame, less the NMS between parts (the caller merges the same face)."""
+        _check_luma(luma, "CenterFaceDetector.detect_part()")
+        h, w = luma.shape
+        regions = self.regions(h, w, min_face)
+        count = 1 if len(regions) == 1 else len(regions) + 1
+        if not 0 <= part < count:
+            raise ValueError(f"part must be in [0, {count}) for a {w}x{h} frame, got {part}")
+        scale = self.input_geometry(h, w, min_face)[2]
+        smallest = max(self.min_face_size, min_face)
+        return _to_detections(*self._part(luma, part, regions, scale), smallest, self.max_faces)
+
+    def _part(
+        self, luma: np.ndarray, part: int, regions: list[tuple[int, int, int, int]], scale: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores, keypoints of one part: the whole frame when ``regions`` is one region, else the coarse
+        pass (part 0) or region ``part - 1`` without its detections touching an inner edge."""
+        h, w = luma.shape
+        if len(regions) == 1:
+            return self._detect_region(luma, regions[0], scale)
+        if part == 0:
+            return self._detect_region(luma, (0, 0, w, h), self.coarse_long_side / max(h, w))
+        x0, y0, x1, y1 = regions[part - 1]
+        boxes, scores, points = self._detect_region(luma, (x0, y0, x1, y1), scale)
+        inner = np.ones(len(scores), bool)
+        edge = 2.0
+        if x0 > 0:
+            inner &= boxes[:, 0] > x0 + edge
+        if y0 > 0:
+            inner &= boxes[:, 1] > y0 + edge
+        if x1 < w:
+            inner &= boxes[:, 2] < x1 - edge
+        if y1 < h:
+            inner &= boxes[:, 3] < y1 - edge
+        return boxes[inner], scores[inner], points[inner]
 
     def _detect_region(
         self, luma: np.ndarray, region: tuple[int, int, int, int], scale: float

@@ -14,6 +14,11 @@ On a discovery frame the known faces are re-located too, so a face the discovery
 whatever the interval — once: a face that stays missing does not make it run again. Without a re-locator the
 discovery detector runs on every frame.
 
+A session that cannot keep up (``spread_discovery``) spreads each discovery over successive analysed frames
+when the detector runs the frame in parts (:class:`PartedDiscovery`: CenterFace's coarse pass and regions at
+1080p): no single frame pays the whole pass, so a worker starved of CPU still analyses a frame every wall
+second. A discovery then takes that many analysed frames (5 at 1080p) instead of one.
+
 Discovered faces the discovery detector is unsure of (a score below ``confirm_below``) become tracks only when the
 re-locator, a second detector, finds a face on a crop around them.
 
@@ -28,7 +33,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -70,6 +75,15 @@ class DiscoveryDetector(Protocol):
     def detect(self, luma: np.ndarray, min_face: float = 0.0) -> Sequence[FaceLike]: ...
 
 
+@runtime_checkable
+class PartedDiscovery(DiscoveryDetector, Protocol):
+    """A discovery detector that can run one detection as ``discovery_parts`` calls of ``detect_part``."""
+
+    def discovery_parts(self, h: int, w: int, min_face: float = 0.0) -> int: ...
+
+    def detect_part(self, luma: np.ndarray, part: int, min_face: float = 0.0) -> Sequence[FaceLike]: ...
+
+
 class Relocator(Protocol):
     """Each of ``boxes`` found again in the frame (the face on a crop around it that overlaps it most), or None."""
 
@@ -88,7 +102,8 @@ class FoundFace:
 
 @dataclass(slots=True)
 class FinderStats:
-    discoveries: int = 0  # full-frame discovery runs
+    discoveries: int = 0  # full-frame discoveries (whole, or spread over parts)
+    discovery_parts: int = 0  # parts of spread discoveries run
     relocations: int = 0  # faces looked for on a crop
     relocated: int = 0  # ... and found
     held: int = 0  # faces that had not moved: kept their box without a re-location
@@ -173,11 +188,14 @@ class FaceFinder:
         self._last_discovery: float | None = None
         self._previous: float | None = None  # the stream time of the previous frame
         self._last: dict[str, _Held] = {}  # per track: its box in the previous frame and when it was verified
+        self.spread_discovery = False  # run a discovery in parts on successive frames (a session under pressure)
+        self._next_part: int | None = None  # the part of a spread discovery the next frame runs
 
     def reset(self) -> None:
         """Forget the faces (ids keep counting up) and discover again at the next frame."""
         self.tracker.reset()
         self._last_discovery = None
+        self._next_part = None
         self._previous = None
         self._last.clear()
 
@@ -210,10 +228,18 @@ class FaceFinder:
                 self.stats.relocated += len(relocated)
                 proposals.extend(sorted(relocated, key=lambda f: -f.score))
                 lost = any(f is None and t.last_seen == self._previous for t, f in zip(moved, found, strict=True))
-        if lost or self._discovery_due(now):
+        discovered: Sequence[FaceLike] | None = None
+        if self._next_part is None and (lost or self._discovery_due(now)):
             self._last_discovery = now
             self.stats.discoveries += 1
-            discovered = sorted(self.discovery.detect(luma, min_face=min_px), key=lambda f: -f.score)
+            if self.spread_discovery and isinstance(self.discovery, PartedDiscovery):
+                self._next_part = 0
+            else:
+                discovered = self.discovery.detect(luma, min_face=min_px)
+        if self._next_part is not None:
+            discovered = self._discover_part(luma, min_px)
+        if discovered is not None:
+            discovered = sorted(discovered, key=lambda f: -f.score)
             proposals.extend(self._confirmed(luma, discovered, proposals))
 
         kept: list[FaceLike] = []
@@ -237,6 +263,16 @@ class FaceFinder:
             for track, f in zip(ids, kept, strict=True)
         }
         return [FoundFace(track, f.box, f.score, f.keypoints) for track, f in zip(ids, kept, strict=True)]
+
+    def _discover_part(self, luma: np.ndarray, min_px: float) -> Sequence[FaceLike]:
+        """The next part of the spread discovery in progress (the last one ends it)."""
+        assert isinstance(self.discovery, PartedDiscovery) and self._next_part is not None
+        h, w = luma.shape
+        parts = self.discovery.discovery_parts(h, w, min_px)
+        part = self._next_part % parts  # (a new frame size mid-way has other parts: carry on with its own)
+        self._next_part = part + 1 if part + 1 < parts else None
+        self.stats.discovery_parts += 1
+        return self.discovery.detect_part(luma, part, min_face=min_px)
 
     def _confirmed(
         self, luma: np.ndarray, discovered: Sequence[FaceLike], known: Sequence[FaceLike]

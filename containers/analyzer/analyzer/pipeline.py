@@ -91,7 +91,9 @@ class Analysis:
 
 # A degraded session discovers new faces 3x less often (every 6 s by default instead of 2 s): the average cost
 # of an analysed 1080p frame with one face falls from ~19 ms (a 150 ms discovery every 10th analysis at 5/s)
-# to ~9 ms.
+# to ~9 ms. And each discovery is spread over successive analysed frames (FaceFinder.spread_discovery): at
+# 1080p five parts of ~30 ms instead of one 150 ms pass, which a worker getting 0.1 core would take over a
+# wall second to run — a second with frames and no analysis.
 PRESSURE_DISCOVERY_FACTOR = 3.0
 
 
@@ -113,12 +115,14 @@ class FrameAnalyzer:
     def relieve(self, pressure: bool) -> None:
         """Under pressure (the session cannot keep up: degraded) the whole-frame discovery — most of an analysed
         frame's cost — runs :data:`PRESSURE_DISCOVERY_FACTOR` times less often, so more analyses fit in the CPU
-        share the session gets; known faces are still re-located at every analysed frame. Any thread."""
+        share the session gets, and is spread over successive frames (:attr:`FaceFinder.spread_discovery`), so
+        no single frame pays a whole pass; known faces are still re-located at every analysed frame. Any thread."""
         if pressure == self.under_pressure:
             return
         self.under_pressure = pressure
         factor = PRESSURE_DISCOVERY_FACTOR if pressure else 1.0
         self.finder.discovery_interval = self._discovery_interval * factor
+        self.finder.spread_discovery = pressure
         log.info("%s: whole-frame discovery every %.1f s", "under pressure" if pressure else "pressure gone",
                  self.finder.discovery_interval)
 
