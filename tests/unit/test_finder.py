@@ -141,10 +141,13 @@ def test_a_spread_discovery_runs_one_part_per_frame_and_finds_every_face() -> No
     assert discovery.calls == [] and discovery.parts_run == [0, 1, 2, 0, 1, 2]
     assert counts[:3] == [1, 2, 3] and set(counts[3:]) == {3}
     assert finder.stats.discoveries == 2 and finder.stats.discovery_parts == 6
+    # And a face the re-locator loses is looked for on the whole frame at once, pressure or not
+    discovery.scene = [square(300, 900)]
+    assert len(finder.find(noisy(13), 13 / 5)) == 1 and len(discovery.calls) == 1
     # And without pressure the discovery is whole again
     finder.spread_discovery = False
-    finder.find(noisy(20), 4.0)
-    assert len(discovery.calls) == 1
+    finder.find(noisy(20), 4.6)
+    assert len(discovery.calls) == 2
 
 
 def test_a_relocated_face_is_not_doubled_by_the_discovery_of_it() -> None:

@@ -17,7 +17,8 @@ discovery detector runs on every frame.
 A session that cannot keep up (``spread_discovery``) spreads each discovery over successive analysed frames
 when the detector runs the frame in parts (:class:`PartedDiscovery`: CenterFace's coarse pass and regions at
 1080p): no single frame pays the whole pass, so a worker starved of CPU still analyses a frame every wall
-second. A discovery then takes that many analysed frames (5 at 1080p) instead of one.
+second. A discovery then takes that many analysed frames (5 at 1080p) instead of one. The discovery a lost face
+triggers is never spread: the face is looked for on the whole frame at once.
 
 Discovered faces the discovery detector is unsure of (a score below ``confirm_below``) become tracks only when the
 re-locator, a second detector, finds a face on a crop around them.
@@ -229,14 +230,15 @@ class FaceFinder:
                 proposals.extend(sorted(relocated, key=lambda f: -f.score))
                 lost = any(f is None and t.last_seen == self._previous for t, f in zip(moved, found, strict=True))
         discovered: Sequence[FaceLike] | None = None
-        if self._next_part is None and (lost or self._discovery_due(now)):
+        if lost or (self._next_part is None and self._discovery_due(now)):
             self._last_discovery = now
             self.stats.discoveries += 1
-            if self.spread_discovery and isinstance(self.discovery, PartedDiscovery):
+            if self.spread_discovery and not lost and isinstance(self.discovery, PartedDiscovery):
                 self._next_part = 0
-            else:
+            else:  # whole (it supersedes a spread discovery under way)
+                self._next_part = None
                 discovered = self.discovery.detect(luma, min_face=min_px)
-        if self._next_part is not None:
+        if discovered is None and self._next_part is not None:
             discovered = self._discover_part(luma, min_px)
         if discovered is not None:
             discovered = sorted(discovered, key=lambda f: -f.score)
