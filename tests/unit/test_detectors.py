@@ -388,6 +388,11 @@ def test_centerface_parts_together_find_what_one_detect_finds(built: BuildResult
     assert found_whole.count(-1) == found_spread.count(-1) == 0 and false_whole == false_spread == 0
     with pytest.raises(ValueError, match="part must be"):
         detector.detect_part(frame, parts, min_face=24)
+    # a lost small face is looked for in the coarse pass and the region(s) around it only, and found there
+    near = detector.parts_near(1080, 1920, [truths[0]], min_face=24)
+    assert near[0] == 0 and 1 < len(near) < parts
+    found_near, _ = match(truths[:1], [d for part in near for d in detector.detect_part(frame, part, min_face=24)])
+    assert found_near.count(-1) == 0
 
 def test_int8_centerface_finds_the_float_models_faces_on_real_photos(built: BuildResult) -> None:
     """The shipped discovery model is the int8 CenterFace; the float model is its reference: on every photo of

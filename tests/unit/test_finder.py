@@ -128,6 +128,11 @@ class PartedScriptedDiscovery(ScriptedDiscovery):
         width = luma.shape[1] / self.PARTS
         return [Face(b, 0.8) for b in self.scene if part * width <= (b[0] + b[2]) / 2 < (part + 1) * width]
 
+    def parts_near(self, h: int, w: int, boxes: Sequence[Box], min_face: float = 0.0) -> list[int]:
+        width = w / self.PARTS
+        return sorted({k for b in boxes for k in range(self.PARTS)
+                       if k * width < b[2] + (b[2] - b[0]) and b[0] - (b[2] - b[0]) < (k + 1) * width})
+
 
 def test_a_spread_discovery_runs_one_part_per_frame_and_finds_every_face() -> None:
     # Given a finder under pressure whose discovery detector runs the frame in three parts
@@ -141,13 +146,14 @@ def test_a_spread_discovery_runs_one_part_per_frame_and_finds_every_face() -> No
     assert discovery.calls == [] and discovery.parts_run == [0, 1, 2, 0, 1, 2]
     assert counts[:3] == [1, 2, 3] and set(counts[3:]) == {3}
     assert finder.stats.discoveries == 2 and finder.stats.discovery_parts == 6
-    # And a face the re-locator loses is looked for on the whole frame at once, pressure or not
-    discovery.scene = [square(300, 900)]
-    assert len(finder.find(noisy(13), 13 / 5)) == 1 and len(discovery.calls) == 1
-    # And without pressure the discovery is whole again
+    # And a face the re-locator loses (a jump) is looked for at once, in the part of the frame near where it was
+    discovery.scene[2] = square(1450, 500)
+    assert len(finder.find(noisy(13), 13 / 5)) == 3
+    assert discovery.calls == [] and discovery.parts_run[6:] == [2]
+    # And without pressure the discovery is whole again, a lost face's too
     finder.spread_discovery = False
-    finder.find(noisy(20), 4.6)
-    assert len(discovery.calls) == 2
+    discovery.scene[2] = square(1700, 500)
+    assert len(finder.find(noisy(14), 14 / 5)) == 3 and len(discovery.calls) == 1
 
 
 def test_a_relocated_face_is_not_doubled_by_the_discovery_of_it() -> None:

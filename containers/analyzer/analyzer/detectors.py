@@ -257,6 +257,23 @@ class CenterFaceDetector:
         smallest = max(self.min_face_size, min_face)
         return _to_detections(*self._part(luma, part, regions, scale), smallest, self.max_faces)
 
+    def parts_near(self, h: int, w: int, boxes: Sequence[Box], min_face: float = 0.0, reach: float = 3.0) -> list[int]:
+        """The parts (:meth:`detect_part`) to look for faces last seen at ``boxes`` (frame pixels) that may have
+        moved up to ``(reach - 1) / 2`` of their size: the coarse pass (any big face) and every region that meets
+        a box grown ``reach`` times around its centre; the one part when the frame is run whole."""
+        regions = self.regions(h, w, min_face)
+        if len(regions) == 1:
+            return [0]
+        parts = {0}
+        for x0, y0, x1, y1 in boxes:
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            hw, hh = (x1 - x0) * reach / 2, (y1 - y0) * reach / 2
+            parts.update(
+                i + 1 for i, (rx0, ry0, rx1, ry1) in enumerate(regions)
+                if rx0 < cx + hw and cx - hw < rx1 and ry0 < cy + hh and cy - hh < ry1
+            )
+        return sorted(parts)
+
     def _part(
         self, luma: np.ndarray, part: int, regions: list[tuple[int, int, int, int]], scale: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ discovery detector runs on every frame.
 A session that cannot keep up (``spread_discovery``) spreads each discovery over successive analysed frames
 when the detector runs the frame in parts (:class:`PartedDiscovery`: CenterFace's coarse pass and regions at
 1080p): no single frame pays the whole pass, so a worker starved of CPU still analyses a frame every wall
-second. A discovery then takes that many analysed frames (5 at 1080p) instead of one. The discovery a lost face
-triggers is never spread: the face is looked for on the whole frame at once.
+second. A discovery then takes that many analysed frames (5 at 1080p) instead of one. A lost face is then looked
+for at once, in the parts near where it was (the coarse pass and the regions around it), not the whole frame.
 
 Discovered faces the discovery detector is unsure of (a score below ``confirm_below``) become tracks only when the
 re-locator, a second detector, finds a face on a crop around them.
@@ -83,6 +83,8 @@ class PartedDiscovery(DiscoveryDetector, Protocol):
     def discovery_parts(self, h: int, w: int, min_face: float = 0.0) -> int: ...
 
     def detect_part(self, luma: np.ndarray, part: int, min_face: float = 0.0) -> Sequence[FaceLike]: ...
+
+    def parts_near(self, h: int, w: int, boxes: Sequence[Box], min_face: float = 0.0) -> list[int]: ...
 
 
 class Relocator(Protocol):
@@ -211,7 +213,7 @@ class FaceFinder:
         """The faces in ``luma`` (``uint8[H, W]``) at stream time ``now`` (seconds), best first, with track ids."""
         min_px = self.min_face_px(luma.shape[0])
         proposals: list[FaceLike] = []
-        lost = False  # a face seen in the previous frame that the re-locator could not find again
+        lost_boxes: list[Box] = []  # faces seen in the previous frame that the re-locator could not find again
         if self.relocator is not None:
             moved = []
             for track in self.tracker.tracks:
@@ -228,12 +230,20 @@ class FaceFinder:
                 relocated = [f for f in found if f is not None]
                 self.stats.relocated += len(relocated)
                 proposals.extend(sorted(relocated, key=lambda f: -f.score))
-                lost = any(f is None and t.last_seen == self._previous for t, f in zip(moved, found, strict=True))
+                lost_boxes = [
+                    box
+                    for t, box, f in zip(moved, predicted, found, strict=True)
+                    if f is None and t.last_seen == self._previous
+                ]
         discovered: Sequence[FaceLike] | None = None
-        if lost or (self._next_part is None and self._discovery_due(now)):
+        spread = self.spread_discovery and isinstance(self.discovery, PartedDiscovery)
+        if lost_boxes and spread:
+            # under pressure, a lost face is looked for at once in the parts of the frame near where it was
+            discovered = self._discover_near(luma, lost_boxes, min_px)
+        elif lost_boxes or (self._next_part is None and self._discovery_due(now)):
             self._last_discovery = now
             self.stats.discoveries += 1
-            if self.spread_discovery and not lost and isinstance(self.discovery, PartedDiscovery):
+            if spread and not lost_boxes:
                 self._next_part = 0
             else:  # whole (it supersedes a spread discovery under way)
                 self._next_part = None
@@ -275,6 +285,14 @@ class FaceFinder:
         self._next_part = part + 1 if part + 1 < parts else None
         self.stats.discovery_parts += 1
         return self.discovery.detect_part(luma, part, min_face=min_px)
+
+    def _discover_near(self, luma: np.ndarray, boxes: Sequence[Box], min_px: float) -> list[FaceLike]:
+        """The faces the parts of the frame near ``boxes`` hold (a parted discovery detector)."""
+        assert isinstance(self.discovery, PartedDiscovery)
+        h, w = luma.shape
+        parts = self.discovery.parts_near(h, w, boxes, min_face=min_px)
+        self.stats.discovery_parts += len(parts)
+        return [face for part in parts for face in self.discovery.detect_part(luma, part, min_face=min_px)]
 
     def _confirmed(
         self, luma: np.ndarray, discovered: Sequence[FaceLike], known: Sequence[FaceLike]
