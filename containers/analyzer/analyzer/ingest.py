@@ -15,6 +15,7 @@ Facts this module relies on (measured with PyAV 18.1 / FFmpeg 8.1):
 from __future__ import annotations
 
 import errno
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -237,6 +238,9 @@ def _stopped(stop: StopFlag | None) -> bool:
 
 
 DEFAULT_CATCH_UP_LAG = 0.75
+# While skipping, a late keyframe is decoded only when no picture came out for this long (our clock): a worker
+# far behind still sees about one picture per keyframe interval, and a backlog read at once is drained undecoded.
+LATE_PICTURE_SPACING = 0.5
 
 
 class CatchUp:
@@ -250,17 +254,20 @@ class CatchUp:
     (``Frame.skipped`` of the next frame yielded). The lag of what is decoded is so bounded by about ``max_lag``
     plus a keyframe interval, whatever the CPU.
 
-    A keyframe met while skipping is decoded even when it is still late (it needs no earlier packet), and so are
-    the packets after it until the decoder gives its picture out (:meth:`decoded`; a decoder that reorders
-    B-frames holds a picture back by a packet or two); then the skip goes on. A worker that stays behind — too
-    little CPU to decode every frame, or a source that stalled and then sent its backlog at once, so that
-    nothing newer is there to skip to — still decodes one frame per keyframe interval instead of none.
+    A keyframe met while skipping is decoded even when it is still late (it needs no earlier packet) when no
+    picture came out for ``picture_spacing`` seconds, and so are the packets after it until the decoder gives its
+    picture out (:meth:`decoded`; a decoder that reorders B-frames holds a picture back by a packet or two); then
+    the skip goes on. A worker that stays behind — too little CPU to decode every frame, or a source that
+    stalled and then sent its backlog at once, so that nothing newer is there to skip to — still decodes about
+    one frame per keyframe interval instead of none, while a backlog read at once is still drained undecoded.
     """
 
-    def __init__(self, max_lag: float = DEFAULT_CATCH_UP_LAG) -> None:
-        if max_lag <= 0:
-            raise ValueError("catch-up lag must be positive")
+    def __init__(self, max_lag: float = DEFAULT_CATCH_UP_LAG, picture_spacing: float = LATE_PICTURE_SPACING) -> None:
+        if max_lag <= 0 or picture_spacing < 0:
+            raise ValueError("catch-up lag must be positive and the picture spacing not negative")
         self.max_lag = max_lag
+        self.picture_spacing = picture_spacing
+        self._last_picture = -math.inf  # our clock when the decoder last gave a picture out
         self.edge = LiveEdge()
         self.skipping = False
         self.awaiting_picture: float | None = None  # stream time of a late keyframe decoded while skipping
@@ -270,6 +277,7 @@ class CatchUp:
         self.edge.reset()
         self.skipping = False
         self.awaiting_picture = None
+        self._last_picture = -math.inf
 
     def skip(self, pts: float | None, keyframe: bool, now: float) -> bool:
         """True when the packet (stream time ``pts``, read at ``now``) is to be skipped undecoded."""
@@ -283,13 +291,19 @@ class CatchUp:
             return False
         if keyframe:  # a place to restart from: decoding goes on from here if it is near the live edge
             self.skipping = lag > self.max_lag
-            self.awaiting_picture = pts if self.skipping else None
+            if not self.skipping:
+                self.awaiting_picture = None
+                return False
+            if self.awaiting_picture is None and now - self._last_picture < self.picture_spacing:
+                return True  # a picture came out a moment ago: drain on
+            self.awaiting_picture = pts
             return False
         return self.awaiting_picture is None
 
-    def decoded(self, pts: float | None) -> None:
-        """The decoder gave out the picture of stream time ``pts``: once it is the late keyframe decoded while
-        skipping (or a later one), the skip goes on."""
+    def decoded(self, pts: float | None, now: float) -> None:
+        """The decoder gave out the picture of stream time ``pts`` at ``now``: once it is the late keyframe decoded
+        while skipping (or a later one), the skip goes on."""
+        self._last_picture = now
         if self.awaiting_picture is not None and (pts is None or pts >= self.awaiting_picture):
             self.awaiting_picture = None
 
@@ -341,7 +355,7 @@ def frames(
                 )
                 skipped, skipped_from = 0, None
                 if catch_up is not None:
-                    catch_up.decoded(pts)
+                    catch_up.decoded(pts, time.time())
             if _stopped(stop):
                 return
     except av.error.EOFError:
