@@ -163,7 +163,7 @@ class App implements AppContext {
     this.signOutButton.hidden = true;
     this.nav.hidden = true;
     this.watchOnly.hidden = true;
-    const card = h("main", { id: "signing-in", class: "card narrow" }, h("h1", {}, "Signing in…"));
+    const card = h("section", { id: "signing-in", class: "card narrow" }, h("h1", {}, "Signing in…"));
     if (error !== undefined) {
       const retry = h("button", { type: "button", id: "signin-retry", class: "primary" }, "Try again");
       retry.addEventListener("click", () => void this.signIn(signIn));
@@ -178,7 +178,7 @@ class App implements AppContext {
     } else {
       card.append(h("p", { class: "help", role: "status" }, "Checking the token with the API."));
     }
-    this.outlet.replaceChildren(card);
+    this.outlet.replaceChildren(h("main", {}, card));
     document.title = "Signing in · emotion-stream";
   }
 
@@ -294,14 +294,18 @@ function outOfScopeView(own: string): View {
   return {
     element: h(
       "main",
-      { id: "out-of-scope", class: "card narrow", role: "alert" },
-      h("h1", {}, "Not part of this watch-only link"),
+      {},
       h(
-        "p",
-        {},
-        "You are signed in with a watch-only token: it shows one session and cannot list, create, stop or delete sessions.",
+        "section",
+        { id: "out-of-scope", class: "card narrow", role: "alert" },
+        h("h1", {}, "Not part of this watch-only link"),
+        h(
+          "p",
+          {},
+          "You are signed in with a watch-only token: it shows one session and cannot list, create, stop or delete sessions.",
+        ),
+        h("p", {}, h("a", { href: own }, "Back to your session")),
       ),
-      h("p", {}, h("a", { href: own }, "Back to your session")),
     ),
     destroy: () => undefined,
   };
