@@ -60,6 +60,20 @@ export interface TimelineEntry {
   emotions: EmotionStatsByName;
 }
 
+/** A watch-only (viewer) token of a session, as the owner sees it: never the secret (docs/openapi.yaml). */
+export interface ViewerToken {
+  tokenId: string;
+  session: string;
+  createdAt: string;
+  expiresAt: string;
+  lastUsedAt: string | null;
+}
+
+/** A freshly minted viewer token: the secret is in this answer only. */
+export interface MintedViewerToken extends ViewerToken {
+  token: string;
+}
+
 export interface Timeline {
   session: string;
   timeline: TimelineEntry[];
@@ -77,11 +91,16 @@ export class ApiError extends Error {
     message: string,
     /** Seconds to wait before retrying (429), from Retry-After. */
     readonly retryAfter: number | null = null,
+    /** The API's machine-readable error code (`session_not_found`, `route_not_found`, …), when it sent one. */
+    readonly code: string | null = null,
   ) {
     super(message);
     this.name = "ApiError";
   }
 }
+
+/** `user`: every route for the user's own sessions; `viewer`: read-only, one session. */
+export type TokenKind = "user" | "viewer";
 
 type Listener = (error: ApiError) => void;
 
@@ -96,6 +115,23 @@ export class Api {
   /** Called on every 401 (token wrong or expired), before the call rejects. */
   onUnauthorized(listener: Listener): void {
     this.unauthorizedListeners.push(listener);
+  }
+
+  /**
+   * What kind of token this is. A viewer (watch-only) token may read one session and nothing else: the session
+   * list answers it `404` with the code `route_not_found` (docs/openapi.yaml), which a user token never gets
+   * there. Any other error (401, 429, 503, no answer) is thrown.
+   */
+  async tokenKind(): Promise<TokenKind> {
+    try {
+      await this.listSessions({ limit: 1, offset: 0 });
+      return "user";
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404 && error.code === "route_not_found") {
+        return "viewer";
+      }
+      throw error;
+    }
   }
 
   listSessions(query: { state?: SessionState; limit: number; offset: number }): Promise<SessionPage> {
@@ -131,6 +167,30 @@ export class Api {
     return this.call<Timeline>("GET", path);
   }
 
+  /** Mints one watch-only token for the session (the owner's token only; a viewer token gets 403). */
+  async createViewerToken(id: string, expiresInSeconds: number): Promise<MintedViewerToken> {
+    const minted = await this.call<{ tokens: MintedViewerToken[] }>(
+      "POST",
+      `/v1/sessions/${encodeURIComponent(id)}/viewer-tokens`,
+      { count: 1, expiresIn: expiresInSeconds },
+    );
+    const [token] = minted.tokens;
+    if (token === undefined) {
+      throw new ApiError(502, "the API minted no viewer token");
+    }
+    return token;
+  }
+
+  /** The session's live watch-only tokens, oldest first (never their secrets). */
+  async listViewerTokens(id: string): Promise<ViewerToken[]> {
+    return (await this.call<{ data: ViewerToken[] }>("GET", `/v1/sessions/${encodeURIComponent(id)}/viewer-tokens`)).data;
+  }
+
+  async revokeViewerToken(id: string, tokenId: string): Promise<void> {
+    const path = `/v1/sessions/${encodeURIComponent(id)}/viewer-tokens/${encodeURIComponent(tokenId)}`;
+    await this.call<null>("DELETE", path);
+  }
+
   private async call<T>(method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<T> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: "application/json", ...extra };
     if (body !== undefined) {
@@ -161,7 +221,12 @@ export class Api {
     if (response.ok) {
       return parsed as T;
     }
-    const error = new ApiError(response.status, errorMessage(parsed, response), retryAfter(response, parsed));
+    const error = new ApiError(
+      response.status,
+      errorMessage(parsed, response),
+      retryAfter(response, parsed),
+      errorCode(parsed),
+    );
     if (error.status === 401) {
       for (const listener of this.unauthorizedListeners) {
         listener(error);
@@ -179,6 +244,13 @@ function errorMessage(parsed: unknown, response: Response): string {
     }
   }
   return `HTTP ${response.status} ${response.statusText}`.trim();
+}
+
+function errorCode(parsed: unknown): string | null {
+  if (typeof parsed === "object" && parsed !== null && "code" in parsed && typeof parsed.code === "string") {
+    return parsed.code;
+  }
+  return null;
 }
 
 function retryAfter(response: Response, parsed: unknown): number | null {

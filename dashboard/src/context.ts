@@ -3,9 +3,13 @@
 import type { Api } from "./api";
 import type { LiveConnection } from "./live";
 
+/** What the signed-in token may do: everything with the user's own sessions, or watch one session. */
+export type Access = { readonly kind: "user" } | { readonly kind: "viewer"; readonly session: string };
+
 export interface AppContext {
   readonly api: Api;
   readonly live: LiveConnection;
+  readonly access: Access;
   /** Goes to a route, e.g. `#/sessions/<id>` or `#/`. */
   navigate(hash: string): void;
 }

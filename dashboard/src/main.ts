@@ -1,23 +1,33 @@
 /** The app shell: configuration, sign-in, routes (`#/`, `#/sessions/<id>`), the live-connection banner. */
 
-import { Api, type ApiError } from "./api";
-import { currentToken, forgetToken, saveToken, takeTokenFromFragment } from "./auth";
+import { Api, ApiError, type TokenKind, explain } from "./api";
+import { type SignIn, currentSignIn, forgetToken, saveSignIn, takeSignInFromFragment } from "./auth";
 import { type DashboardConfig, loadConfig } from "./config";
-import type { AppContext, View } from "./context";
+import type { Access, AppContext, View } from "./context";
 import { h } from "./dom";
 import { LiveConnection, type LiveStatus } from "./live";
 import { SessionView } from "./views/session";
 import { SessionsView } from "./views/sessions";
-import { signInView } from "./views/signin";
+import { VIEWER_NEEDS_SESSION, signInView } from "./views/signin";
 
 const UNAUTHORIZED = "Your token was not accepted (wrong or expired). Sign in again.";
+const VIEWER_UNAUTHORIZED =
+  "This watch-only link no longer works: it was revoked, it expired, or its session was deleted. " +
+  "Ask the session's owner for a new link.";
 
 class App implements AppContext {
   private view: View | null = null;
-  private session: { api: Api; live: LiveConnection } | null = null;
+  private session: { api: Api; live: LiveConnection; access: Access } | null = null;
+  /** Bumped on every sign-in and sign-out: an answer for an older one is ignored. */
+  private generation = 0;
   private readonly banner = h("div", { id: "live-banner", class: "banner", role: "status", "aria-live": "polite", hidden: true });
   private readonly signOutButton = h("button", { type: "button", id: "sign-out" }, "Sign out");
   private readonly nav = h("nav", { "aria-label": "Main" }, h("a", { href: "#/" }, "Sessions"));
+  private readonly watchOnly = h(
+    "span",
+    { id: "watch-only", class: "badge watch-only", title: "This token can only watch one session", hidden: true },
+    "Watch-only",
+  );
   private readonly outlet = h("div", { id: "outlet" });
 
   constructor(
@@ -34,17 +44,22 @@ class App implements AppContext {
         { class: "top" },
         h("a", { href: "#/", class: "brand" }, "emotion-stream"),
         this.nav,
+        this.watchOnly,
         this.signOutButton,
       ),
       this.banner,
       this.outlet,
     );
     window.addEventListener("hashchange", () => {
-      const token = takeTokenFromFragment(); // a sign-in link opened in this tab
-      if (token !== null) {
-        this.session?.live.close();
-        this.session = null;
-        this.signIn(token);
+      if (window.location.hash.startsWith("#token=")) {
+        // a sign-in link opened in this tab
+        this.endSession();
+        const signIn = takeSignInFromFragment();
+        if (signIn === null) {
+          this.showSignIn(null);
+        } else {
+          void this.signIn(signIn);
+        }
       } else {
         this.route();
       }
@@ -59,13 +74,17 @@ class App implements AppContext {
     return this.requireSession().live;
   }
 
+  get access(): Access {
+    return this.requireSession().access;
+  }
+
   start(): void {
-    const token = takeTokenFromFragment() ?? currentToken();
-    if (token === null) {
+    const signIn = takeSignInFromFragment() ?? currentSignIn();
+    if (signIn === null) {
       this.showSignIn(null);
       return;
     }
-    this.signIn(token);
+    void this.signIn(signIn);
   }
 
   navigate(hash: string): void {
@@ -76,32 +95,102 @@ class App implements AppContext {
     }
   }
 
-  private requireSession(): { api: Api; live: LiveConnection } {
+  private requireSession(): { api: Api; live: LiveConnection; access: Access } {
     if (this.session === null) {
       throw new Error("not signed in");
     }
     return this.session;
   }
 
-  private signIn(token: string): void {
-    saveToken(token);
-    const api = new Api(this.config.apiUrl, token);
+  /**
+   * Signs in with a token, asking the API what it may do unless the sign-in form already did (`kind`). A
+   * viewer token is taken to the one session its link names; a user token to that session or the list.
+   */
+  private async signIn(signIn: SignIn, kind?: TokenKind): Promise<void> {
+    const generation = ++this.generation;
+    const api = new Api(this.config.apiUrl, signIn.token);
+    let unauthorized = UNAUTHORIZED;
     api.onUnauthorized((error: ApiError) => {
-      console.warn(`signed out: ${error.status}`);
-      this.signOut(UNAUTHORIZED);
+      if (generation === this.generation) {
+        console.warn(`signed out: ${error.status}`);
+        this.signOut(unauthorized);
+      }
     });
-    const live = new LiveConnection(this.config.webSocketUrl, token, (status) => {
-      this.liveStatus(status);
+    if (kind === undefined) {
+      this.showPending(signIn);
+      try {
+        kind = await api.tokenKind();
+      } catch (error) {
+        if (generation === this.generation && !(error instanceof ApiError && error.status === 401)) {
+          this.showPending(signIn, error); // the API is unreachable, busy or rate-limited: say so, offer a retry
+        }
+        return; // a 401 has signed out already
+      }
+      if (generation !== this.generation) {
+        return;
+      }
+    }
+    let access: Access;
+    if (kind === "viewer") {
+      if (signIn.session === null) {
+        this.signOut(VIEWER_NEEDS_SESSION);
+        return;
+      }
+      access = { kind: "viewer", session: signIn.session };
+      unauthorized = VIEWER_UNAUTHORIZED;
+    } else {
+      access = { kind: "user" };
+    }
+    saveSignIn(kind === "viewer" ? signIn : { token: signIn.token, session: null });
+    const live = new LiveConnection(this.config.webSocketUrl, signIn.token, (status) => {
+      if (generation === this.generation) {
+        this.liveStatus(status, unauthorized);
+      }
     });
-    this.session = { api, live };
+    this.session = { api, live, access };
+    this.watchOnly.hidden = access.kind !== "viewer";
     live.start();
-    this.route();
+    if (signIn.session !== null && access.kind === "user") {
+      this.navigate(`#/sessions/${signIn.session}`); // an owner opening a watch link sees the session too
+    } else {
+      this.route();
+    }
+  }
+
+  /** "Signing in…" while the API is asked what the token may do; with a Retry button when that failed. */
+  private showPending(signIn: SignIn, error?: unknown): void {
+    this.replaceView(null);
+    this.signOutButton.hidden = true;
+    this.nav.hidden = true;
+    this.watchOnly.hidden = true;
+    const card = h("section", { id: "signing-in", class: "card narrow" }, h("h1", {}, "Signing in…"));
+    if (error !== undefined) {
+      const retry = h("button", { type: "button", id: "signin-retry", class: "primary" }, "Try again");
+      retry.addEventListener("click", () => void this.signIn(signIn));
+      const other = h("button", { type: "button", id: "signin-other" }, "Use another token");
+      other.addEventListener("click", () => {
+        this.signOut(null);
+      });
+      card.append(
+        h("p", { id: "signin-pending-error", class: "error", role: "alert" }, `The sign-in could not be checked: ${explain(error)}`),
+        h("div", { class: "actions" }, retry, other),
+      );
+    } else {
+      card.append(h("p", { class: "help", role: "status" }, "Checking the token with the API."));
+    }
+    this.outlet.replaceChildren(h("main", {}, card));
+    document.title = "Signing in · emotion-stream";
+  }
+
+  private endSession(): void {
+    this.generation++;
+    this.session?.live.close();
+    this.session = null;
   }
 
   private signOut(message: string | null): void {
     forgetToken();
-    this.session?.live.close();
-    this.session = null;
+    this.endSession();
     this.banner.hidden = true;
     this.showSignIn(message);
   }
@@ -110,9 +199,10 @@ class App implements AppContext {
     this.replaceView(null);
     this.signOutButton.hidden = true;
     this.nav.hidden = true;
+    this.watchOnly.hidden = true;
     this.outlet.replaceChildren(
-      signInView(this.config.apiUrl, message, (token) => {
-        this.signIn(token);
+      signInView(this.config.apiUrl, message, (signIn, kind) => {
+        void this.signIn(signIn, kind);
       }),
     );
     document.title = "Sign in · emotion-stream";
@@ -122,10 +212,26 @@ class App implements AppContext {
     if (this.session === null) {
       return;
     }
+    const access = this.session.access;
     this.signOutButton.hidden = false;
-    this.nav.hidden = false;
+    this.nav.hidden = access.kind === "viewer"; // a viewer token has no list to go to
     const match = /^#\/sessions\/([^/]+)$/.exec(window.location.hash);
     const id = match?.[1];
+    if (access.kind === "viewer") {
+      const own = `#/sessions/${access.session}`;
+      if (id === undefined) {
+        window.history.replaceState(null, "", own); // its one session is its home page
+        this.replaceView(new SessionView(this, access.session));
+        document.title = "Session (watch-only) · emotion-stream";
+      } else if (decodeURIComponent(id) === access.session) {
+        this.replaceView(new SessionView(this, access.session));
+        document.title = "Session (watch-only) · emotion-stream";
+      } else {
+        this.replaceView(outOfScopeView(own));
+        document.title = "Not part of this link · emotion-stream";
+      }
+      return;
+    }
     if (id !== undefined) {
       this.replaceView(new SessionView(this, decodeURIComponent(id)));
       document.title = "Session · emotion-stream";
@@ -146,7 +252,7 @@ class App implements AppContext {
     }
   }
 
-  private liveStatus(status: LiveStatus): void {
+  private liveStatus(status: LiveStatus, unauthorized: string): void {
     switch (status.kind) {
       case "open":
         if (!this.banner.hidden) {
@@ -168,7 +274,7 @@ class App implements AppContext {
         break;
       case "rejected":
         if (status.status === 401) {
-          this.signOut(UNAUTHORIZED);
+          this.signOut(unauthorized);
         } else {
           this.showBanner("error", `Live updates refused (${status.status}): ${status.message}`);
         }
@@ -181,6 +287,28 @@ class App implements AppContext {
     this.banner.textContent = text;
     this.banner.hidden = false;
   }
+}
+
+/** A viewer token asked for another page than its session's: said in words, with the way back. */
+function outOfScopeView(own: string): View {
+  return {
+    element: h(
+      "main",
+      {},
+      h(
+        "section",
+        { id: "out-of-scope", class: "card narrow", role: "alert" },
+        h("h1", {}, "Not part of this watch-only link"),
+        h(
+          "p",
+          {},
+          "You are signed in with a watch-only token: it shows one session and cannot list, create, stop or delete sessions.",
+        ),
+        h("p", {}, h("a", { href: own }, "Back to your session")),
+      ),
+    ),
+    destroy: () => undefined,
+  };
 }
 
 async function main(): Promise<void> {

@@ -114,3 +114,49 @@ test("a 204 (delete) resolves with nothing, a body that is not JSON still gives 
   assert.ok(error instanceof ApiError);
   assert.match(error.message, /^HTTP 502/);
 });
+
+test("the token's kind: the list answers a viewer token 404 route_not_found, other errors are thrown", async () => {
+  handler = answer(200, { hasMore: false, offset: 0, limit: 1, data: [] });
+  assert.equal(await new Api(base, "t").tokenKind(), "user");
+  handler = answer(404, {
+    error: true,
+    status: 404,
+    message: "this token is a viewer token: it can only read session 6b0000000000000000000001",
+    code: "route_not_found",
+  });
+  assert.equal(await new Api(base, "t").tokenKind(), "viewer");
+  handler = answer(404, { error: true, status: 404, message: "no such route" }); // no code: not taken as a viewer
+  await assert.rejects(new Api(base, "t").tokenKind(), (e: unknown) => e instanceof ApiError && e.code === null);
+  handler = answer(503, { error: true, status: 503, message: "busy", code: "capacity_exhausted" });
+  await assert.rejects(
+    new Api(base, "t").tokenKind(),
+    (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === "capacity_exhausted",
+  );
+});
+
+test("watch-only links: mint one (count 1, the lifetime), list them, revoke one", async () => {
+  const seen: { method?: string; path?: string; body: string }[] = [];
+  const token = { tokenId: "57bd5cd1ddfec9b0", session: "6b0000000000000000000001", createdAt: "c", expiresAt: "e", lastUsedAt: null };
+  handler = (request, body, response) => {
+    seen.push({ method: request.method, path: request.url, body });
+    if (request.method === "POST") {
+      answer(201, { session: token.session, tokens: [{ ...token, token: "emo_viewer" }] })(request, body, response);
+    } else if (request.method === "GET") {
+      answer(200, { session: token.session, data: [token] })(request, body, response);
+    } else {
+      response.writeHead(204);
+      response.end();
+    }
+  };
+  const api = new Api(base, "t");
+  const minted = await api.createViewerToken(token.session, 3600);
+  assert.equal(minted.token, "emo_viewer");
+  assert.deepEqual(await api.listViewerTokens(token.session), [token]);
+  await api.revokeViewerToken(token.session, token.tokenId);
+  const path = `/v1/sessions/${token.session}/viewer-tokens`;
+  assert.deepEqual(seen, [
+    { method: "POST", path, body: JSON.stringify({ count: 1, expiresIn: 3600 }) },
+    { method: "GET", path, body: "" },
+    { method: "DELETE", path: `${path}/${token.tokenId}`, body: "" },
+  ]);
+});

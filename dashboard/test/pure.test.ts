@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { EMOTIONS, type EmotionStatsByName } from "../src/api";
+import { parseSignInFragment, watchLink } from "../src/auth";
 import { timelineCsv } from "../src/download";
 import { splitMessage } from "../src/validation";
 
@@ -45,4 +46,20 @@ test("the timeline CSV has one column per emotion and number, one row per interv
   assert.deepEqual(row.slice(happiness, happiness + 3), ["1", "0.98", "0.98"]);
   assert.ok(second?.startsWith("10,15,1,"));
   assert.equal(end, "");
+});
+
+test("a sign-in fragment: the token, and the session a watch-only link names", () => {
+  const session = "6b0000000000000000000001";
+  assert.deepEqual(parseSignInFragment("#token=emo_a+b%2Fc"), { token: "emo_a+b/c", session: null });
+  assert.deepEqual(parseSignInFragment(`#token=emo_x&session=${session}`), { token: "emo_x", session });
+  assert.deepEqual(parseSignInFragment(`#session=${session}&token=emo_x`), null); // not a sign-in link
+  for (const bad of ["#token=", "#token=emo_x&session=nope", "#token=emo_x&who=me", "#token=%E0%A4%A", "#token=a&token=b", "#/sessions/x"]) {
+    assert.equal(parseSignInFragment(bad), null, bad);
+  }
+});
+
+test("a watch link signs in with the token and opens the session, whatever the page's own fragment", () => {
+  const link = watchLink("http://127.0.0.1:3000/#/sessions/6b0000000000000000000001", "emo_a-b_c", "6b0000000000000000000001");
+  assert.equal(link, "http://127.0.0.1:3000/#token=emo_a-b_c&session=6b0000000000000000000001");
+  assert.deepEqual(parseSignInFragment(new URL(link).hash), { token: "emo_a-b_c", session: "6b0000000000000000000001" });
 });

@@ -10,6 +10,13 @@ width, the bad-token screen, and signs in again by pasting the token.
 
 A second test pages through a list of twelve ended sessions and filters it by state.
 
+A third test shares one live session: its owner creates a watch-only link on the session page, a second tab
+opens it and sees that session live (worker state, live points, the dominant emotion) with no list and no
+write controls, is told so when it asks for another page, and goes back to sign-in with the reason once the
+owner revokes the link; a second link, opened after the owner has stopped the session, shows its timeline,
+totals and downloads. The stack's authorizer cache is 2 s (``AuthorizerCacheSeconds``, the documented bound on
+how long a revoked token keeps working), so the revoke reaches the page within a few of the page's polls.
+
 Screenshots of every step go to ``.local/test-output/dashboard/<test>/`` (emptied first), with
 ``page-weight.json`` beside the end-to-end ones: the bytes of HTML, JavaScript, CSS and config the browser
 fetched on first load.
@@ -36,6 +43,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.media]
 OUTPUT = REPO / ".local" / "test-output" / "dashboard"
 SOURCE_SECONDS = 240  # the RTMP source stops by itself
 DOMINANT = re.compile(r"(anger|disgust|fear|happiness|sadness|surprise|neutral) [01]\.\d\d", re.IGNORECASE)
+AUTHORIZER_CACHE_SECONDS = 2  # how long a revoked token may still be accepted (README: token lifecycle)
 WAIT = 90.0  # seconds a condition may take on a loaded 2-core machine (a deadline, not a measured time)
 
 
@@ -44,7 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     """A stack of its own: one active session at most (the 503 screen), a roomy rate limit (the page polls)."""
     if (reason := missing_browser()) is not None:
         pytest.skip(reason)
-    stack = start_stack(tmp_path_factory.mktemp("dashboard-stack"), "MaxActiveSessions=1", "RateLimitCapacity=1000")
+    stack = start_stack(tmp_path_factory.mktemp("dashboard-stack"), "MaxActiveSessions=1", "RateLimitCapacity=1000",
+                        f"AuthorizerCacheSeconds={AUTHORIZER_CACHE_SECONDS}")
     try:
         yield stack
     finally:
@@ -292,6 +301,153 @@ def test_dashboard_end_to_end_in_chromium(stack: StackProcess, rtmp_source: str,
 
     assert weight["html+js+css bytes"] < 300_000, weight  # the budget: a small page
     assert len(page.shots) >= 10
+
+
+def test_a_watch_only_link_shows_one_session_live_until_it_is_revoked(stack: StackProcess, rtmp_source: str,
+                                                                     output: Path, tmp_path: Path) -> None:
+    owner = stack.token("olga")
+    base = stack.url
+    session_id = _live_session(stack, owner, "shared room", rtmp_source)
+    downloads = tmp_path / "downloads"
+    with chromium(tmp_path / "profile", width=1280, height=900, downloads=downloads) as driver:
+        page = Page(driver, output)
+
+        # -- the owner, in the first tab, creates a watch-only link on the session page
+        driver.get(f"{base}/#token={owner}")
+        page.visible("#sessions-view")
+        owner_tab = driver.current_window_handle
+        link, token_id = _share(page, session_id)
+        page.shot("owner-creates-a-watch-only-link")
+
+        # -- the viewer, in a second tab (its own sessionStorage), opens the link: that session's live page
+        driver.switch_to.new_window("tab")
+        viewer_tab = driver.current_window_handle
+        driver.get(link)
+        page.visible("#session-view")
+        page.wait("the session's own address", lambda: driver.current_url == f"{base}/#/sessions/{session_id}")
+        viewer_token = page.script("return sessionStorage.getItem('emotion-stream.token')")
+        assert viewer_token is not None and viewer_token in link and viewer_token != owner
+        assert page.text("#watch-only") == "Watch-only"
+        page.wait("the session's name", lambda: page.text("#session-name") == "shared room")
+        page.wait("worker state working", lambda: page.text("#worker-state") == "working")
+        page.wait("the sources", lambda: "640×360" in page.text("#sources-table"))
+        page.wait("5 live points", lambda: _live_points(page) >= 5)
+        page.wait("a dominant emotion with one face", lambda: DOMINANT.fullmatch(page.text("#dominant"))
+                  and page.text("#faces") == "1")
+        # reads only: no list, no create, stop, delete or share controls
+        hidden = ["#stop-session", "#delete-session", "#share", "#create-form", "#sessions-view",
+                  'header nav a[href="#/"]', '#session-view a[href="#/"]']
+        assert [css for css in hidden if page.text(css) != ""] == []
+        page.shot("viewer-live")
+
+        # -- another page than its session's: the list takes it back to its session, another session is refused
+        #    in words (the API would answer 404 route_not_found / session_not_found)
+        page.script("location.hash = '#/'")
+        page.wait("back on its session", lambda: driver.current_url == f"{base}/#/sessions/{session_id}"
+                  and page.find("#session-view") is not None)
+        page.script("location.hash = arguments[0]", "#/sessions/" + "0" * 24)
+        page.wait("the out-of-scope screen", lambda: "Not part of this watch-only link" in page.text("#out-of-scope"))
+        page.shot("viewer-other-page")
+        page.click(f'#out-of-scope a[href="#/sessions/{session_id}"]')
+        page.wait("live points again", lambda: _live_points(page) >= 1)
+
+        # -- the owner revokes the link (DELETE …/viewer-tokens/{tokenId}); within the authorizer cache TTL the
+        #    viewer's page is refused (401) and goes back to sign-in, saying why
+        driver.switch_to.window(owner_tab)
+        page.click(f'#share-tokens button[data-token-id="{token_id}"]')
+        page.wait("the owner's list without it", lambda: page.find(f'#share-tokens li[data-token-id="{token_id}"]')
+                  is None)
+        listed = requests.get(f"{base}/v1/sessions/{session_id}/viewer-tokens",
+                              headers={"Authorization": f"Bearer {owner}"}, timeout=30)
+        assert listed.status_code == 200 and listed.json()["data"] == [], listed.text
+        page.shot("owner-revoked-the-link")
+        driver.switch_to.window(viewer_tab)
+        page.wait("the viewer back at sign-in", lambda: "no longer works" in page.text("#signin-error"))
+        assert "revoked" in page.text("#signin-error")
+        assert page.script("return sessionStorage.getItem('emotion-stream.token')") is None
+        page.shot("viewer-revoked")
+
+        # -- a new link, opened after the owner has stopped the session: its timeline, totals and downloads
+        driver.switch_to.window(owner_tab)
+        second_link, _ = _share(page, session_id)
+        page.click("#stop-session")
+        page.wait("state finished", lambda: page.text("#session-state") == "finished")
+        driver.switch_to.window(viewer_tab)
+        driver.get(second_link)
+        page.visible("#afterwards")
+        assert page.text("#session-state") == "finished"
+        page.wait("the timeline", lambda: re.match(r"[1-9]\d* intervals of 5 s", page.text("#timeline-status")))
+        page.wait("the totals", lambda: len(driver.find_elements("css selector", "#totals li")) == 7)
+        page.wait("the download links", lambda: page.find("#download-csv").get_attribute("href").startswith("blob:"))
+        page.click("#download-json")
+        json_file = page.wait("the JSON file", lambda: _downloaded(downloads, ".json"))
+        assert json.loads(json_file.read_text(encoding="utf-8"))["session"] == session_id
+        assert [css for css in hidden if page.text(css) != ""] == []
+        page.shot("viewer-afterwards")
+
+        # -- the same token without its session (a link cut short): the sign-in form asks for the session id,
+        #    and pasting both opens the session
+        second_token = re.search(r"#token=([\w-]+)&", second_link).group(1)  # type: ignore[union-attr]
+        page.click("#sign-out")
+        driver.get(f"{base}/#token={second_token}")
+        page.wait("the ask for a session id", lambda: "watch-only token" in page.text("#signin-error"))
+        page.shot("viewer-link-without-session")
+        page.fill("#token", second_token)
+        page.fill("#signin-session", session_id)
+        page.click("#signin-form button[type=submit]")
+        page.visible("#afterwards")
+        assert driver.current_url == f"{base}/#/sessions/{session_id}"
+
+        # the viewer's page asked the list once (404 route_not_found: that is how it knows a viewer token),
+        # then got 401 after the revoke; nothing else failed
+        expected = re.compile(r"status of (401|404) ")
+        severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"
+                  and not (e.get("source") == "network" and expected.search(e.get("message", "")))]
+        assert severe == [], severe
+
+    deleted = requests.delete(f"{base}/v1/sessions/{session_id}", headers={"Authorization": f"Bearer {owner}"},
+                              timeout=30)
+    assert deleted.status_code == 204, deleted.text
+
+
+def _live_points(page: Page) -> int:
+    """The count under the live chart ("12 points, last at 0:14")."""
+    found = re.match(r"(\d+) points", page.text("#live-points"))
+    return int(found.group(1)) if found else 0
+
+
+def _live_session(stack: StackProcess, token: str, name: str, stream: str) -> str:
+    """A new session of ``token``'s user on ``stream``; waits while the stack's one analysis slot is still held
+    by an earlier test's session (503)."""
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while True:
+        created = requests.post(f"{stack.url}/v1/sessions", json={"name": name, "streamUri": stream},
+                                headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        if created.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert created.status_code == 201, created.text
+    return str(created.json()["_id"])
+
+
+def _share(page: Page, session_id: str) -> tuple[str, str]:
+    """On the owner's session page: creates a watch-only link; returns it and its token id."""
+    page.script("location.hash = arguments[0]", f"#/sessions/{session_id}")
+    page.visible("#share-create")
+    before = set(page.script("return [...document.querySelectorAll('#share-tokens li[data-token-id]')]"
+                             ".map(li => li.dataset.tokenId);"))
+    page.click("#share-create")
+    link = str(page.wait("the watch-only link", lambda: (e := page.find("#share-link")) is not None
+                         and e.get_attribute("value")))
+    assert re.fullmatch(rf"{re.escape(page.driver.current_url.split('#')[0])}#token=emo_[\w-]{{43}}"
+                        rf"&session={session_id}", link), link
+    listed = page.wait("the new link in the list", lambda: set(page.script(
+        "return [...document.querySelectorAll('#share-tokens li[data-token-id]')].map(li => li.dataset.tokenId);"))
+        - before)
+    (token_id,) = listed
+    return link, str(token_id)
 
 
 def _page_weight(page: Page) -> dict[str, Any]:

@@ -8,7 +8,9 @@ import {
   type EmotionStatsByName,
   type Session,
   type Timeline,
+  type ViewerToken,
 } from "../api";
+import { watchLink } from "../auth";
 import { EmotionSeriesChart, clock, renderTotalsBars } from "../charts";
 import { type AppContext, Poller, type View } from "../context";
 import { formatDate, h } from "../dom";
@@ -38,15 +40,20 @@ export class SessionView implements View {
   private unsubscribeWorker: (() => void) | null = null;
   private live: LivePanel | null = null;
   private afterwards: AfterwardsPanel | null = null;
+  private share: SharePanel | null = null;
+  private readonly viewer: boolean;
 
   constructor(
     private readonly app: AppContext,
     private readonly id: string,
   ) {
+    this.viewer = app.access.kind === "viewer";
     this.element = h(
       "main",
       { id: "session-view" },
-      h("p", {}, h("a", { href: "#/" }, "← All sessions")),
+      this.viewer
+        ? h("p", { id: "watch-only-note", class: "help" }, "Watch-only: this link shows this session and nothing else.")
+        : h("p", {}, h("a", { href: "#/" }, "← All sessions")),
       this.error,
       this.header,
       h("section", { class: "card", "aria-label": "Session facts" }, this.facts),
@@ -65,6 +72,7 @@ export class SessionView implements View {
     this.live = null;
     this.afterwards?.destroy();
     this.afterwards = null;
+    this.share = null;
   }
 
   private async refresh(): Promise<number | null> {
@@ -93,8 +101,12 @@ export class SessionView implements View {
         "section",
         { id: "not-found", class: "card", role: "alert" },
         h("h1", {}, "Session not found"),
-        h("p", {}, "It does not exist, was deleted, or belongs to another user."),
-        h("p", {}, h("a", { href: "#/" }, "Back to your sessions")),
+        ...(this.viewer
+          ? [h("p", {}, "This watch-only link names a session that is not there (any more): ask its owner for a new link.")]
+          : [
+              h("p", {}, "It does not exist, was deleted, or belongs to another user."),
+              h("p", {}, h("a", { href: "#/" }, "Back to your sessions")),
+            ]),
       ),
     );
   }
@@ -115,6 +127,10 @@ export class SessionView implements View {
     this.renderHeader(session);
     this.renderFacts(session);
     this.renderSources(session);
+    if (!this.viewer && this.share === null) {
+      this.share = new SharePanel(this.app, session._id);
+      this.sources.after(this.share.element);
+    }
     if (session.state === "active") {
       this.live ??= this.mount(new LivePanel(this.app, session));
     } else {
@@ -145,7 +161,9 @@ export class SessionView implements View {
 
   private renderHeader(session: Session): void {
     const actions = h("div", { class: "actions" });
-    if (session.state === "active") {
+    if (this.viewer) {
+      // a viewer token only reads: no stop, no delete (the API would answer 403)
+    } else if (session.state === "active") {
       const stop = h("button", { type: "button", id: "stop-session" }, "Stop session");
       stop.addEventListener("click", () => {
         stop.disabled = true;
@@ -467,5 +485,147 @@ class AfterwardsPanel {
     } catch (error) {
       showError(this.error, error, "The totals could not be loaded");
     }
+  }
+}
+
+const SHARE_LIFETIMES = [
+  [3600, "1 hour"],
+  [86_400, "1 day"],
+  [604_800, "7 days"],
+  [2_592_000, "30 days"],
+] as const;
+
+/**
+ * The owner's "share a watch-only link": mints a viewer token (POST …/viewer-tokens), shows the link that signs
+ * a browser in with it and opens this session, lists the live ones and revokes them (DELETE …/{tokenId}).
+ */
+class SharePanel {
+  readonly element: HTMLElement;
+  private readonly list = h("ul", { id: "share-tokens", class: "share-tokens" });
+  private readonly result = h("div", { id: "share-result", hidden: true });
+  /** The token whose link is shown (once, after it was created). */
+  private shown: string | null = null;
+  private readonly error = h("div", { id: "share-error", class: "error", role: "alert", hidden: true });
+  private readonly lifetime = h(
+    "select",
+    { id: "share-lifetime" },
+    ...SHARE_LIFETIMES.map(([seconds, label]) => h("option", { value: seconds, selected: seconds === 86_400 }, label)),
+  );
+
+  constructor(
+    private readonly app: AppContext,
+    private readonly session: string,
+  ) {
+    const create = h("button", { type: "button", id: "share-create" }, "Create a watch-only link");
+    create.addEventListener("click", () => {
+      create.disabled = true;
+      void this.create().finally(() => {
+        create.disabled = false;
+      });
+    });
+    this.element = h(
+      "section",
+      { id: "share", class: "card", "aria-labelledby": "share-title" },
+      h("h2", { id: "share-title" }, "Share a watch-only link"),
+      h(
+        "p",
+        { class: "help" },
+        "Whoever opens the link sees this session live, its timeline and totals — nothing else, and cannot change " +
+          "anything. At most 10 links live at a time; a revoked link stops working within the API's token cache time (a minute by default).",
+      ),
+      h("div", { class: "toolbar" }, h("label", { for: "share-lifetime", class: "inline" }, "Valid for ", this.lifetime), create),
+      this.error,
+      this.result,
+      h("h3", {}, "Live watch-only links"),
+      this.list,
+    );
+    void this.load();
+  }
+
+  private async create(): Promise<void> {
+    showError(this.error, null);
+    try {
+      const minted = await this.app.api.createViewerToken(this.session, Number(this.lifetime.value));
+      const link = watchLink(window.location.href, minted.token, this.session);
+      const field = h("input", { id: "share-link", type: "text", readonly: true, value: link, "aria-describedby": "share-link-help" });
+      const copy = h("button", { type: "button", id: "share-copy" }, "Copy");
+      copy.addEventListener("click", () => {
+        field.select();
+        navigator.clipboard.writeText(link).then(
+          () => {
+            copy.textContent = "Copied";
+          },
+          () => {
+            copy.textContent = "Select and copy";
+          },
+        );
+      });
+      this.result.replaceChildren(
+        h("label", { for: "share-link" }, "The link (shown once: copy it now)"),
+        h("div", { class: "share-link" }, field, copy),
+        h("p", { id: "share-link-help", class: "help" }, `Valid until ${formatDate(minted.expiresAt)}. It holds a secret: send it only to whom it is for.`),
+      );
+      this.result.hidden = false;
+      this.shown = minted.tokenId;
+      field.focus();
+      field.select();
+      await this.load();
+    } catch (error) {
+      showError(this.error, error, "No link was created");
+    }
+  }
+
+  private async load(): Promise<void> {
+    try {
+      this.render(await this.app.api.listViewerTokens(this.session));
+    } catch (error) {
+      showError(this.error, error, "The watch-only links could not be listed");
+    }
+  }
+
+  private render(tokens: ViewerToken[]): void {
+    if (tokens.length === 0) {
+      this.list.replaceChildren(h("li", { class: "help" }, "None."));
+      return;
+    }
+    this.list.replaceChildren(
+      ...tokens.map((token) => {
+        const revoke = h(
+          "button",
+          { type: "button", class: "danger", "data-token-id": token.tokenId, "aria-label": `Revoke link ${token.tokenId}` },
+          "Revoke",
+        );
+        revoke.addEventListener("click", () => {
+          revoke.disabled = true;
+          void this.revoke(token.tokenId).finally(() => {
+            revoke.disabled = false;
+          });
+        });
+        return h(
+          "li",
+          { "data-token-id": token.tokenId },
+          h("code", {}, token.tokenId),
+          ` · until ${formatDate(token.expiresAt)} · `,
+          token.lastUsedAt === null ? "not used yet" : `last used ${formatDate(token.lastUsedAt)}`,
+          " ",
+          revoke,
+        );
+      }),
+    );
+  }
+
+  private async revoke(tokenId: string): Promise<void> {
+    showError(this.error, null);
+    try {
+      await this.app.api.revokeViewerToken(this.session, tokenId);
+      if (this.shown === tokenId) {
+        this.shown = null;
+        this.result.hidden = true;
+        this.result.replaceChildren();
+      }
+    } catch (error) {
+      showError(this.error, error, "The link was not revoked");
+    }
+    await this.load();
   }
 }
