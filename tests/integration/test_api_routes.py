@@ -293,6 +293,36 @@ def test_audio_routes_serve_segments_apart_from_emotions_and_delete_removes_them
     assert list(segments.read(sid)) == [] and list(emotions.read(sid)) == []
 
 
+# ---------------------------------------------------------------------- a worker that cannot start
+def test_a_worker_that_cannot_start_is_503_worker_start_failed_and_the_session_failed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real StartExecution failure: the handler's runtime is rebuilt (``deps.runtime.override``) with a state
+    machine ARN that moto does not know, so Step Functions answers StateMachineDoesNotExist."""
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:no-such-machine")
+    rebuild_api_runtime()
+    for accept in (None, "application/problem+json"):
+        resp = api.create(user="unlucky", headers={"Accept": accept} if accept else None)
+        assert resp.status == 503 and resp.body["code"] == "worker_start_failed", resp.body
+        if accept:
+            assert resp.header("Content-Type") == "application/problem+json"
+            assert resp.body["type"] == "urn:emotion-stream:error:worker_start_failed" and resp.body["detail"]
+            assert resp.body["status"] == 503
+        else:
+            assert resp.header("Content-Type") == "application/json"
+            assert resp.body["error"] is True and resp.body["status"] == 503 and resp.body["message"]
+    # both sessions were written, then marked failed, and their capacity released
+    listed = api.call("GET", "/v1/sessions", user="unlucky").body["data"]
+    assert len(listed) == 2
+    for session in listed:
+        assert session["state"] == "failed" and session["meta"]["workerState"] == "error", session
+        assert "could not start the analysis workflow" in session["meta"]["error"]
+    monkeypatch.delenv("STATE_MACHINE_ARN")
+    rebuild_api_runtime()
+    for i in range(5):  # MAX_ACTIVE_SESSIONS_PER_USER: nothing is held by the failed ones
+        assert api.create(name=f"after{i}", user="unlucky").status == 201
+
+
 # ---------------------------------------------------------------------- list
 def test_list_pagination_has_more_is_exact(api: Api) -> None:
     ids = [api.create(name=f"s{i}").body["_id"] for i in range(5)]
