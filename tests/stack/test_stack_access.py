@@ -143,10 +143,12 @@ def test_the_viewer_token_matrix(stack: StackProcess) -> None:
     (viewer,) = minted.json()["tokens"]
     token = viewer["token"]
     # reads of its session
-    for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/emotions", f"/v1/sessions/{sid}/emotions/timeline"):
-        assert call(stack, "GET", path, token).status_code == 200, path
-    # every other session, and the list: as for a stranger
-    for path in (f"/v1/sessions/{other}", f"/v1/sessions/{stranger}/emotions", f"/v1/sessions/{sid}/viewer-tokens"):
+    reads = ("", "/emotions", "/emotions/timeline", "/audio/transcription-sentiment", "/audio/transcript")
+    for read in reads:
+        assert call(stack, "GET", f"/v1/sessions/{sid}{read}", token).status_code == 200, read
+    # every other session (its audio routes too), and the list: as for a stranger
+    for path in (*(f"/v1/sessions/{other}{read}" for read in reads), f"/v1/sessions/{stranger}/emotions",
+                 f"/v1/sessions/{stranger}/audio/transcription-sentiment", f"/v1/sessions/{sid}/viewer-tokens"):
         assert code_of(call(stack, "GET", path, token), 404) == "session_not_found", path
     assert code_of(call(stack, "GET", "/v1/sessions", token), 404) == "route_not_found"
     # writes: 403
