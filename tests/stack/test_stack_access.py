@@ -22,6 +22,8 @@ from emotion_shared.errors import ErrorCode
 from stack_support import REPO, StackProcess, emotionctl, start_stack
 from websocket_support import aws_client, connected, put_session, run, table, ws_url
 
+from emotionctl.local.stack import MAX_BODY_BYTES
+
 pytestmark = pytest.mark.stack
 
 TTL = 1.0  # AuthorizerCacheSeconds of this stack
@@ -256,6 +258,9 @@ def error_routes(stack: StackProcess) -> list[tuple[str, str, str | None, dict[s
         ("DELETE", f"/v1/sessions/{active}/viewer-tokens/" + "0" * 16, user, {}, 404, "viewer_token_not_found"),
         ("POST", f"/v1/sessions/{full}/viewer-tokens", user, {"json": {}}, 409, "viewer_token_limit"),
         ("POST", "/v1/sessions", user, {"json": {"name": "c", "streamUri": uri}}, 503, "capacity_exhausted"),
+        # the gateway's own answer: a body over API Gateway's 10 MB payload limit
+        ("POST", "/v1/sessions", user, {"data": b"x" * (MAX_BODY_BYTES + 1),
+                                        "headers": {"Content-Type": "application/json"}}, 413, "request_too_large"),
     ]
 
 
