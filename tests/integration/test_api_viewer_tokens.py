@@ -213,3 +213,26 @@ def test_viewer_requests_count_against_the_viewer_tokens_own_bucket(api: Api, dy
         return "Item" in item
 
     assert bucket(f"viewer#{minted['tokenId']}") and bucket("owner")
+
+
+def test_a_failing_dependency_is_internal_error_on_the_websocket(
+    api: Api, ws_env: RecordingManagement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real DynamoDB failure behind a subscribe: the WebSocket function's runtime is rebuilt with a sessions
+    table that moto does not have (ResourceNotFoundException). The reply says so; the connection stays open."""
+    sid = stopped(api)
+    (minted,) = mint(api, sid)
+    monkeypatch.setenv("SESSIONS_TABLE", "no-such-table")
+    management = RecordingManagement()
+    with ws_runtimes(management):
+        ws = function("WebSocketFunction", "ws")
+        ws.invoke(event("ws/connect.json"))
+        ws.invoke(event("ws/message_auth.json", TOKEN=minted["token"]))
+        ws.invoke(event("ws/message_subscribe.json", SESSION_ID=sid))
+        ws.invoke(message({"id": 3, "path": "ping"}))
+    auth_reply, failed, pong = management.posts[CONNECTION]
+    assert auth_reply["status"] == 200, auth_reply
+    assert (failed["path"], failed["status"]) == ("channels:subscribe", 500), failed
+    assert failed["body"]["code"] == "internal_error" and failed["body"]["error"] is True
+    assert failed["body"]["status"] == 500 and failed["body"]["message"]
+    assert pong["status"] == 200 and management.deleted == []
