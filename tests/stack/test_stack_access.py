@@ -287,6 +287,13 @@ def test_rate_limited_has_its_code(stack: StackProcess) -> None:
         call(stack, "GET", "/v1/sessions", token)
     response = call(stack, "GET", "/v1/sessions", token)
     assert code_of(response, 429) == "rate_limited" and int(response.headers["Retry-After"]) >= 1
+    # and as a problem object (the bucket refills 30 per 60 s while we ask: the refusal comes within a few)
+    for _ in range(10):
+        response = call(stack, "GET", "/v1/sessions", token, headers={"Accept": PROBLEM})
+        if response.status_code == 429:
+            break
+    assert response.headers["Content-Type"].startswith(PROBLEM)
+    assert code_of(response, 429) == "rate_limited" and int(response.headers["Retry-After"]) >= 1
 
 
 # ---------------------------------------------------------------------- content negotiation
