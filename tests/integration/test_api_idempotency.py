@@ -112,8 +112,13 @@ def test_a_concurrent_duplicate_in_flight_is_409(api: Api, moto_server: Any, api
     try:
         assert starter.entered.wait(30)
         duplicate = create(api, "in-flight")
-        assert duplicate.status == 409
+        assert duplicate.status == 409 and duplicate.body["code"] == "idempotency_in_progress"
         assert "still in progress" in duplicate.body["message"]
+        as_problem = api.call("POST", "/v1/sessions", body=BODY,
+                              headers={"Idempotency-Key": "in-flight", "Accept": "application/problem+json"})
+        assert as_problem.header("Content-Type") == "application/problem+json"
+        assert (as_problem.status, as_problem.body["code"]) == (409, "idempotency_in_progress")
+        assert as_problem.body["type"] == "urn:emotion-stream:error:idempotency_in_progress"
     finally:
         starter.release.set()
         thread.join(30)

@@ -293,6 +293,65 @@ def test_audio_routes_serve_segments_apart_from_emotions_and_delete_removes_them
     assert list(segments.read(sid)) == [] and list(emotions.read(sid)) == []
 
 
+# ---------------------------------------------------------------------- a worker that cannot start
+def test_a_worker_that_cannot_start_is_503_worker_start_failed_and_the_session_failed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real StartExecution failure: the handler's runtime is rebuilt (``deps.runtime.override``) with a state
+    machine ARN that moto does not know, so Step Functions answers StateMachineDoesNotExist."""
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:no-such-machine")
+    rebuild_api_runtime()
+    for accept in (None, "application/problem+json"):
+        resp = api.create(user="unlucky", headers={"Accept": accept} if accept else None)
+        _assert_error(resp, 503, "worker_start_failed", accept)
+    # both sessions were written, then marked failed, and their capacity released
+    listed = api.call("GET", "/v1/sessions", user="unlucky").body["data"]
+    assert len(listed) == 2
+    for session in listed:
+        assert session["state"] == "failed" and session["meta"]["workerState"] == "error", session
+        assert "could not start the analysis workflow" in session["meta"]["error"]
+    monkeypatch.delenv("STATE_MACHINE_ARN")
+    rebuild_api_runtime()
+    for i in range(5):  # MAX_ACTIVE_SESSIONS_PER_USER: nothing is held by the failed ones
+        assert api.create(name=f"after{i}", user="unlucky").status == 201
+
+
+# ---------------------------------------------------------------------- a backend that fails
+def _assert_error(resp: Any, status: int, code: str, accept: str | None) -> None:
+    assert resp.status == status and resp.body["code"] == code, resp.body
+    if accept:
+        assert resp.header("Content-Type") == "application/problem+json"
+        assert resp.body["type"] == f"urn:emotion-stream:error:{code}" and resp.body["status"] == status
+        assert resp.body["detail"] and resp.body["instance"].startswith("urn:uuid:")
+    else:
+        assert resp.header("Content-Type") == "application/json"
+        assert resp.body["error"] is True and resp.body["status"] == status and resp.body["message"]
+
+
+@pytest.mark.parametrize("accept", [None, "application/problem+json"])
+def test_an_unreadable_table_is_503_service_unavailable(
+    api: Api, monkeypatch: pytest.MonkeyPatch, accept: str | None
+) -> None:
+    """A real DynamoDB failure (ResourceNotFoundException from moto): the handler's runtime is rebuilt
+    (``deps.runtime.override``) with a sessions table that does not exist. An AWS-side failure: retry."""
+    monkeypatch.setenv("SESSIONS_TABLE", "no-such-table")
+    rebuild_api_runtime()
+    resp = invoke(make_event("GET", "/v1/sessions/" + "0" * 24, headers={"Accept": accept} if accept else None))
+    _assert_error(resp, 503, "service_unavailable", accept)
+
+
+@pytest.mark.parametrize("accept", [None, "application/problem+json"])
+def test_a_fault_of_ours_is_500_internal_error(
+    api: Api, dynamodb: Any, api_env: dict[str, str], accept: str | None
+) -> None:
+    """A session item that lacks fields every writer sets (written straight into the table) makes the
+    handler fail: a fault on our side, not the client's, and not retryable."""
+    sid = "c0ffee" + "0" * 18
+    dynamodb.put_item(TableName=api_env["SESSIONS_TABLE"], Item={"id": {"S": sid}, "user": {"S": "alice"}})
+    resp = invoke(make_event("GET", f"/v1/sessions/{sid}", headers={"Accept": accept} if accept else None))
+    _assert_error(resp, 500, "internal_error", accept)
+
+
 # ---------------------------------------------------------------------- list
 def test_list_pagination_has_more_is_exact(api: Api) -> None:
     ids = [api.create(name=f"s{i}").body["_id"] for i in range(5)]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from api_support import Api, api, api_env  # noqa: F401 - fixtures
 from emotion_shared import auth
+from emotion_shared.audio import Segment, SegmentStore
 from emotion_shared.auth import Principal, Scope
 from emotion_shared.viewers import viewers_key
 from test_ws_handlers import CONNECTION, RecordingManagement, event, function, ws_runtimes
@@ -36,8 +37,10 @@ def viewer_context(token: str) -> dict[str, str]:
     return context
 
 
-def test_minted_tokens_read_their_session_and_nothing_else(api: Api) -> None:
+def test_minted_tokens_read_their_session_and_nothing_else(api: Api, dynamodb: Any, api_env: dict[str, str]) -> None:
     sid, other = stopped(api), stopped(api)
+    spoken = {"positive": 0.6, "neutral": 0.4, "negative": 0.0, "compound": 0.8}
+    SegmentStore(dynamodb, api_env["EMOTIONS_TABLE"]).write(sid, [Segment(1.0, 3.0, "hello viewers", spoken)])
     stranger = stopped(api, user="bob")
     (minted,) = mint(api, sid)
     assert minted["session"] == sid and minted["token"].startswith("emo_") and minted["lastUsedAt"] is None
@@ -45,10 +48,15 @@ def test_minted_tokens_read_their_session_and_nothing_else(api: Api) -> None:
     assert context == {"user": "alice", "product": "standard", "scope": "viewer", "tokenId": minted["tokenId"],
                        "sessionId": sid}
     as_viewer = {"authorizer": context}
-    for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/emotions", f"/v1/sessions/{sid}/emotions/timeline"):
-        assert api.call("GET", path, **as_viewer).status == 200
-    for path in (f"/v1/sessions/{other}", f"/v1/sessions/{other}/emotions", f"/v1/sessions/{stranger}",
-                 f"/v1/sessions/{other}/viewer-tokens", f"/v1/sessions/{sid}/viewer-tokens"):
+    reads = ("", "/emotions", "/emotions/timeline", "/audio/transcription-sentiment", "/audio/transcript")
+    for read in reads:
+        resp = api.call("GET", f"/v1/sessions/{sid}{read}", **as_viewer)
+        assert resp.status == 200, (read, resp.body)
+    transcript = api.call("GET", f"/v1/sessions/{sid}/audio/transcript", **as_viewer).body["segments"]
+    assert [segment["text"] for segment in transcript] == ["hello viewers"]
+    for path in (*(f"/v1/sessions/{other}{read}" for read in reads), f"/v1/sessions/{stranger}",
+                 f"/v1/sessions/{stranger}/audio/transcript", f"/v1/sessions/{other}/viewer-tokens",
+                 f"/v1/sessions/{sid}/viewer-tokens"):
         resp = api.call("GET", path, **as_viewer)
         assert (resp.status, resp.body["code"]) == (404, "session_not_found"), path
     resp = api.call("GET", "/v1/sessions", **as_viewer)
@@ -205,3 +213,26 @@ def test_viewer_requests_count_against_the_viewer_tokens_own_bucket(api: Api, dy
         return "Item" in item
 
     assert bucket(f"viewer#{minted['tokenId']}") and bucket("owner")
+
+
+def test_a_failing_dependency_is_internal_error_on_the_websocket(
+    api: Api, ws_env: RecordingManagement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real DynamoDB failure behind a subscribe: the WebSocket function's runtime is rebuilt with a sessions
+    table that moto does not have (ResourceNotFoundException). The reply says so; the connection stays open."""
+    sid = stopped(api)
+    (minted,) = mint(api, sid)
+    monkeypatch.setenv("SESSIONS_TABLE", "no-such-table")
+    management = RecordingManagement()
+    with ws_runtimes(management):
+        ws = function("WebSocketFunction", "ws")
+        ws.invoke(event("ws/connect.json"))
+        ws.invoke(event("ws/message_auth.json", TOKEN=minted["token"]))
+        ws.invoke(event("ws/message_subscribe.json", SESSION_ID=sid))
+        ws.invoke(message({"id": 3, "path": "ping"}))
+    auth_reply, failed, pong = management.posts[CONNECTION]
+    assert auth_reply["status"] == 200, auth_reply
+    assert (failed["path"], failed["status"]) == ("channels:subscribe", 500), failed
+    assert failed["body"]["code"] == "internal_error" and failed["body"]["error"] is True
+    assert failed["body"]["status"] == 500 and failed["body"]["message"]
+    assert pong["status"] == 200 and management.deleted == []

@@ -22,6 +22,8 @@ from emotion_shared.errors import ErrorCode
 from stack_support import REPO, StackProcess, emotionctl, start_stack
 from websocket_support import aws_client, connected, put_session, run, table, ws_url
 
+from emotionctl.local.stack import MAX_BODY_BYTES
+
 pytestmark = pytest.mark.stack
 
 TTL = 1.0  # AuthorizerCacheSeconds of this stack
@@ -143,10 +145,12 @@ def test_the_viewer_token_matrix(stack: StackProcess) -> None:
     (viewer,) = minted.json()["tokens"]
     token = viewer["token"]
     # reads of its session
-    for path in (f"/v1/sessions/{sid}", f"/v1/sessions/{sid}/emotions", f"/v1/sessions/{sid}/emotions/timeline"):
-        assert call(stack, "GET", path, token).status_code == 200, path
-    # every other session, and the list: as for a stranger
-    for path in (f"/v1/sessions/{other}", f"/v1/sessions/{stranger}/emotions", f"/v1/sessions/{sid}/viewer-tokens"):
+    reads = ("", "/emotions", "/emotions/timeline", "/audio/transcription-sentiment", "/audio/transcript")
+    for read in reads:
+        assert call(stack, "GET", f"/v1/sessions/{sid}{read}", token).status_code == 200, read
+    # every other session (its audio routes too), and the list: as for a stranger
+    for path in (*(f"/v1/sessions/{other}{read}" for read in reads), f"/v1/sessions/{stranger}/emotions",
+                 f"/v1/sessions/{stranger}/audio/transcription-sentiment", f"/v1/sessions/{sid}/viewer-tokens"):
         assert code_of(call(stack, "GET", path, token), 404) == "session_not_found", path
     assert code_of(call(stack, "GET", "/v1/sessions", token), 404) == "route_not_found"
     # writes: 403
@@ -254,6 +258,9 @@ def error_routes(stack: StackProcess) -> list[tuple[str, str, str | None, dict[s
         ("DELETE", f"/v1/sessions/{active}/viewer-tokens/" + "0" * 16, user, {}, 404, "viewer_token_not_found"),
         ("POST", f"/v1/sessions/{full}/viewer-tokens", user, {"json": {}}, 409, "viewer_token_limit"),
         ("POST", "/v1/sessions", user, {"json": {"name": "c", "streamUri": uri}}, 503, "capacity_exhausted"),
+        # the gateway's own answer: a body over API Gateway's 10 MB payload limit
+        ("POST", "/v1/sessions", user, {"data": b"x" * (MAX_BODY_BYTES + 1),
+                                        "headers": {"Content-Type": "application/json"}}, 413, "request_too_large"),
     ]
 
 
@@ -279,6 +286,13 @@ def test_rate_limited_has_its_code(stack: StackProcess) -> None:
     for _ in range(30):
         call(stack, "GET", "/v1/sessions", token)
     response = call(stack, "GET", "/v1/sessions", token)
+    assert code_of(response, 429) == "rate_limited" and int(response.headers["Retry-After"]) >= 1
+    # and as a problem object (the bucket refills 30 per 60 s while we ask: the refusal comes within a few)
+    for _ in range(10):
+        response = call(stack, "GET", "/v1/sessions", token, headers={"Accept": PROBLEM})
+        if response.status_code == 429:
+            break
+    assert response.headers["Content-Type"].startswith(PROBLEM)
     assert code_of(response, 429) == "rate_limited" and int(response.headers["Retry-After"]) >= 1
 
 

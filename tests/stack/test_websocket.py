@@ -51,13 +51,14 @@ def faces(sec: int, rng: random.Random, tracks: int = 3) -> Bucket:
     return bucket
 
 
-def _error(reply: dict[str, Any], status: int, path: str) -> str:
+def _error(reply: dict[str, Any], status: int, path: str | None, code: ErrorCode) -> str:
+    """The reply is the error the protocol documents (docs/websocket.md): its status, and exactly its code."""
     assert reply["status"] == status, reply
     assert reply["path"] == path
     body = reply["body"]
     assert body["error"] is True and body["status"] == status
     assert isinstance(body["message"], str) and body["message"]
-    assert ErrorCode(body["code"])  # every WebSocket error carries a code
+    assert body["code"] == code, reply
     return str(body["message"])
 
 
@@ -73,8 +74,8 @@ def test_auth_then_ping(local_stack: StackProcess) -> None:
             assert (pong["id"], pong["path"], pong["status"]) == (2, "ping", 200)
             assert isinstance(pong["body"]["ts"], int) and pong["body"]["ts"] >= before - 60_000
             # a second auth:token is refused but does not close the connection
-            _error(await client.auth(local_stack.token("alice")), 400, "auth:token")
-            _error(await client.request("no:such:path"), 404, "no:such:path")
+            _error(await client.auth(local_stack.token("alice")), 400, "auth:token", ErrorCode.ALREADY_AUTHENTICATED)
+            _error(await client.request("no:such:path"), 404, "no:such:path", ErrorCode.UNKNOWN_PATH)
             assert (await client.request("ping"))["status"] == 200
 
     run(main())
@@ -93,7 +94,7 @@ def test_anything_but_auth_first_is_refused_and_closed(local_stack: StackProcess
             await client.ws.send_str(first)
             closed = await client.closed()
             (reply,) = closed.messages
-            _error(reply, 401, reply["path"])
+            _error(reply, 401, reply["path"], ErrorCode.UNAUTHORIZED)
             assert "auth:token" in reply["body"]["message"]
 
     run(main())
@@ -107,7 +108,7 @@ def test_a_bad_token_is_401_and_closed(local_stack: StackProcess, body: dict[str
             closed = await client.closed()
             (reply,) = closed.messages
             assert reply["id"] == 1
-            _error(reply, 401, "auth:token")
+            _error(reply, 401, "auth:token", ErrorCode.UNAUTHORIZED)
 
     run(main())
 
@@ -124,7 +125,7 @@ def test_non_json_or_malformed_closes(local_stack: StackProcess, raw: str, authe
             await client.ws.send_str(raw)
             closed = await client.closed()
             (reply,) = closed.messages
-            assert reply["status"] == 400 and reply["body"]["message"]
+            _error(reply, 400, reply["path"], ErrorCode.PROTOCOL_ERROR)
 
     run(main())
 
@@ -137,17 +138,23 @@ def test_subscribe_errors(local_stack: StackProcess) -> None:
     async def main() -> None:
         async with authenticated(local_stack, "bob") as client:
             for body in (None, {}, {"channel": STATE}, {"channel": STATE, "key": alices, "extra": 1}):
-                _error(await client.request("channels:subscribe", body), 400, "channels:subscribe")
-            _error(await client.subscribe("session_everything", alices), 404, "channels:subscribe")
-            _error(await client.subscribe(COUNTS, f"{alices}:2s"), 404, "channels:subscribe")
-            _error(await client.subscribe(COUNTS, alices), 404, "channels:subscribe")
+                _error(await client.request("channels:subscribe", body), 400, "channels:subscribe",
+                       ErrorCode.VALIDATION_FAILED)
+            _error(await client.subscribe("session_everything", alices), 404, "channels:subscribe",
+                   ErrorCode.UNKNOWN_CHANNEL)
+            _error(await client.subscribe(COUNTS, f"{alices}:2s"), 404, "channels:subscribe", ErrorCode.UNKNOWN_CHANNEL)
+            # a key that names no session (no period): as for a missing session
+            _error(await client.subscribe(COUNTS, alices), 404, "channels:subscribe", ErrorCode.SESSION_NOT_FOUND)
             # someone else's session and a session that does not exist look the same
-            other = _error(await client.subscribe(STATE, alices), 404, "channels:subscribe")
-            absent = _error(await client.subscribe(STATE, missing), 404, "channels:subscribe")
+            other = _error(await client.subscribe(STATE, alices), 404, "channels:subscribe",
+                           ErrorCode.SESSION_NOT_FOUND)
+            absent = _error(await client.subscribe(STATE, missing), 404, "channels:subscribe",
+                            ErrorCode.SESSION_NOT_FOUND)
             assert other.replace(alices, "X") == absent.replace(missing, "X")
             _error(await client.request("channels:unsubscribe", {"subscriptionId": "0123456789abcdef"}), 404,
-                   "channels:unsubscribe")
-            _error(await client.request("channels:unsubscribe", {}), 400, "channels:unsubscribe")
+                   "channels:unsubscribe", ErrorCode.SUBSCRIPTION_NOT_FOUND)
+            _error(await client.request("channels:unsubscribe", {}), 400, "channels:unsubscribe",
+                   ErrorCode.VALIDATION_FAILED)
             assert (await client.request("ping"))["status"] == 200  # still open
 
     run(main())
@@ -190,6 +197,9 @@ def test_unsubscribe_stops_the_events(local_stack: StackProcess) -> None:
             reply = await client.request("channels:unsubscribe", {"subscriptionId": counts})
             assert reply == {"id": reply["id"], "path": "channels:unsubscribe", "status": 200,
                              "body": {"subscriptionId": counts}}
+            # a subscription already ended is one this connection does not have
+            _error(await client.request("channels:unsubscribe", {"subscriptionId": counts}), 404,
+                   "channels:unsubscribe", ErrorCode.SUBSCRIPTION_NOT_FOUND)
             # a bucket, then a state change: only the state change arrives
             write_buckets(local_stack, session_id, [faces(1, rng)])
             await asyncio.sleep(0.5)
@@ -267,12 +277,13 @@ def test_five_subscriptions_per_connection_and_ten_per_user(local_stack: StackPr
         async with authenticated(local_stack, "limit-user") as one, authenticated(local_stack, "limit-user") as two:
             for channel, key in keys[:5]:
                 assert (await one.subscribe(channel, key))["status"] == 200
-            message = _error(await one.subscribe(*keys[5]), 429, "channels:subscribe")
+            message = _error(await one.subscribe(*keys[5]), 429, "channels:subscribe", ErrorCode.SUBSCRIPTION_LIMIT)
             assert "5 subscriptions per connection" in message
             for channel, key in keys[5:10]:
                 assert (await two.subscribe(channel, key))["status"] == 200
             async with authenticated(local_stack, "limit-user") as three:
-                message = _error(await three.subscribe(*keys[10]), 429, "channels:subscribe")
+                message = _error(await three.subscribe(*keys[10]), 429, "channels:subscribe",
+                                 ErrorCode.SUBSCRIPTION_LIMIT)
                 assert "10 subscriptions per user" in message
                 # another user is not limited by this one
                 async with authenticated(local_stack, "limit-bystander") as other:
@@ -300,7 +311,7 @@ def test_eighty_messages_per_minute_per_user(local_stack: StackProcess) -> None:
                 reply = await client.request("ping")
                 if reply["status"] == 429:
                     break
-            message = _error(reply, 429, "ping")
+            message = _error(reply, 429, "ping", ErrorCode.RATE_LIMITED)
             assert "80 per 60 s" in message
             assert reply["body"]["retryAfter"] >= 1
             # the limit is per user: a second connection of the same user is limited too
@@ -337,6 +348,7 @@ def test_ninety_new_connections_per_minute_per_ip(local_stack: StackProcess) -> 
                 assert response.status == 429
                 body = await response.json(content_type=None)
                 assert body["status"] == 429 and "90 per 60 s" in body["message"]
+                assert body["code"] == ErrorCode.RATE_LIMITED
                 assert int(response.headers["Retry-After"]) >= 1
         # other addresses are not affected
         async with connected(url) as client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,7 +176,8 @@ class RestGateway:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._gateway_response("REQUEST_TOO_LARGE", None, "")
+            # API Gateway's own answer: like its others, it has a request id and follows the Accept header
+            return self._gateway_response("REQUEST_TOO_LARGE", None, str(uuid.uuid4()), dict(request.headers))
         http = HttpRequest(
             method=request.method,
             path=request.path,
