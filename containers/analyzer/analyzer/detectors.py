@@ -325,22 +325,20 @@ class Window:
 
 
 def _fill_input(luma: np.ndarray, window: Window, size: int, out: np.ndarray) -> None:
-    """Resize ``window`` of ``luma`` into ``out`` ``float32[3, size, size]`` scaled to -1..1; the parts of
-    the window outside the frame are black (-1), like BlazeFace's letterbox bars."""
+    """Resize ``window`` of ``luma`` into ``out`` ``float32[C, size, size]`` scaled to -1..1 (the grey in each of
+    the ``C`` channels); the parts of the window outside the frame are black (-1), like BlazeFace's letterbox bars."""
     out[0].fill(-1.0)
     _fill_grey(luma, window, size, out[0])
-    out[1] = out[0]
-    out[2] = out[0]
+    out[1:] = out[:1]
 
 
-def _fill_batch(luma: np.ndarray, windows: Sequence[Window], size: int) -> np.ndarray:
-    """``float32[N, 3, size, size]``: :func:`_fill_input` of each window, with the black fill and the grey
-    copied to the three channels done once for the whole batch."""
-    batch = np.full((len(windows), 3, size, size), -1.0, np.float32)
+def _fill_batch(luma: np.ndarray, windows: Sequence[Window], size: int, channels: int) -> np.ndarray:
+    """``float32[N, channels, size, size]``: :func:`_fill_input` of each window, with the black fill and the grey
+    copied to the other channels done once for the whole batch."""
+    batch = np.full((len(windows), channels, size, size), -1.0, np.float32)
     for i, window in enumerate(windows):
         _fill_grey(luma, window, size, batch[i, 0])
-    batch[:, 1] = batch[:, 0]
-    batch[:, 2] = batch[:, 0]
+    batch[:, 1:] = batch[:, :1]
     return batch
 
 
@@ -417,7 +415,7 @@ class FaceRelocator:
                 raise ValueError(f"prior box {box} is empty or not finite")
         size = self.input_size
         windows = [self.window(box) for box in boxes]
-        batch = _fill_batch(luma, windows, size)
+        batch = _fill_batch(luma, windows, size, self._detector.channels)
         results: list[Detection | None] = []
         for box, window, (det_boxes, scores, points) in zip(
             boxes, windows, self._detector.run_batch(batch), strict=True
@@ -523,7 +521,7 @@ class TiledFaceDetector:
         all_scores = [np.array([d.score for d in whole], np.float64)]
         all_points = [np.array([d.keypoints for d in whole], np.float64).reshape(-1, 6, 2)]
         size = self.input_size
-        batch = _fill_batch(luma, chosen, size)
+        batch = _fill_batch(luma, chosen, size, self._detector.channels)
         for window, (boxes, scores, points) in zip(chosen, self._detector.run_batch(batch), strict=True):
             if scores.size == 0:
                 continue

@@ -1,7 +1,8 @@
 """Faces and emotions on the luma plane of a frame: BlazeFace (full range) and mini-XCEPTION on onnxruntime.
 
 Everything works on the Y (luma) plane of the decoded frame as ``uint8[H, W]``; the frame is never
-converted to RGB (both models see grayscale: the detector gets it replicated to three channels).
+converted to RGB (both models see grayscale: an RGB detector gets it replicated to three channels, a detector made
+for grey input, as the short-range re-locator is, gets one channel).
 
 Cost on one core at 1080p with one face (bench/vision.py): ~0.5 ms letterbox + ~2.2 ms detector +
 ~0.5 ms crop and classify, ~4 ms in all.
@@ -170,15 +171,17 @@ class FaceDetector:
         self._session = _session(model_path, threads)
         inp = self._session.get_inputs()[0]
         _, channels, size_h, size_w = inp.shape
-        if channels != 3 or size_h != size_w or not isinstance(size_h, int):
+        if channels not in (1, 3) or size_h != size_w or not isinstance(size_h, int):
             raise ValueError(f"{model_path}: unexpected detector input {inp.shape}")
         self._input_name = inp.name
         self.input_size: int = size_h
+        # 3: the grey picture in the three RGB channels; 1: a model made for grey input (modelbuild.tflite_onnx)
+        self.channels: int = channels
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         self._regressors = next(n for n, s in outputs.items() if s[-1] == 16)
         self._classificators = next(n for n, s in outputs.items() if s[-1] == 1)
         self._anchors = blazeface_anchors(self.input_size, outputs[self._regressors][1])
-        self._input = np.full((1, 3, size_h, size_w), -1.0, np.float32)  # letterbox bars: black
+        self._input = np.full((1, channels, size_h, size_w), -1.0, np.float32)  # letterbox bars: black
         self._letterbox: tuple[tuple[int, int], _Letterbox] | None = None
         self.detect(np.zeros((size_h, size_w), np.uint8))  # warm-up: first run allocates and plans
 
@@ -202,8 +205,7 @@ class FaceDetector:
         region = self._input[0, 0, geo.pad_y : geo.pad_y + geo.out_h, geo.pad_x : geo.pad_x + geo.out_w]
         np.multiply(small, np.float32(2.0 / 255.0), out=region)
         region -= np.float32(1.0)
-        self._input[0, 1] = self._input[0, 0]
-        self._input[0, 2] = self._input[0, 0]
+        self._input[0, 1:] = self._input[0, :1]
         return np.array([geo.pad_x, geo.pad_y], np.float64), np.array([used_w / geo.out_w, used_h / geo.out_h])
 
     def detect(self, luma: np.ndarray, min_face: float = 0.0) -> list[Detection]:
@@ -239,13 +241,12 @@ class FaceDetector:
         return out
 
     def run_batch(self, inputs: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Run ``float32[N, 3, S, S]`` inputs (values -1..1), ``BLAZEFACE_MAX_BATCH`` per call; per input, after
-        weighted NMS and in input pixels: boxes ``[K, 4]`` (x0, y0, x1, y1), scores ``[K]`` (best first),
-        keypoints ``[K, 6, 2]``."""
-        if inputs.ndim != 4 or inputs.shape[1:] != (3, self.input_size, self.input_size):
-            raise ValueError(
-                f"run_batch() wants float32[N, 3, {self.input_size}, {self.input_size}], got {inputs.shape}"
-            )
+        """Run ``float32[N, C, S, S]`` inputs (values -1..1; ``C`` = :attr:`channels`), ``BLAZEFACE_MAX_BATCH`` per
+        call; per input, after weighted NMS and in input pixels: boxes ``[K, 4]`` (x0, y0, x1, y1), scores ``[K]``
+        (best first), keypoints ``[K, 6, 2]``."""
+        want = (self.channels, self.input_size, self.input_size)
+        if inputs.ndim != 4 or inputs.shape[1:] != want:
+            raise ValueError(f"run_batch() wants float32[N, {', '.join(map(str, want))}], got {inputs.shape}")
         if inputs.shape[0] == 0:
             return []
         out = []

@@ -122,7 +122,7 @@ BLAZEFACE_FULL_RANGE = (192, 2304)
 BLAZEFACE_SHORT_RANGE = (128, 896)
 
 
-def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304) -> None:
+def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304, channels: int = 3) -> None:
     """Structural check, then inference: output shapes, finite values, no face in a flat image, and a
     batch of 3 gives the same rows as 3 single runs (the batch dimension is dynamic)."""
     onnx.checker.check_model(model, full_check=True)
@@ -130,7 +130,10 @@ def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304)
     names = [tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS]
     rng = np.random.default_rng(0)
     batch = np.concatenate(
-        [np.zeros((1, 3, size, size), np.float32), rng.uniform(-1.0, 1.0, (2, 3, size, size)).astype(np.float32)]
+        [
+            np.zeros((1, channels, size, size), np.float32),
+            rng.uniform(-1.0, 1.0, (2, channels, size, size)).astype(np.float32),
+        ]
     )
     regressors, logits = sess.run(names, {tflite_onnx.INPUT_NAME: batch})
     if regressors.shape != (3, anchors, 16) or logits.shape != (3, anchors, 1):
@@ -146,6 +149,20 @@ def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304)
             and np.allclose(single_logits, logits[i : i + 1], atol=1e-4)
         ):
             raise ModelCheckError("detector results depend on the batch")
+
+
+def check_grey_folding(rgb: onnx.ModelProto, grey: onnx.ModelProto, size: int) -> None:
+    """The grey-input model equals the RGB one on grey pictures (the RGB model given each in three channels)."""
+    names = [tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS]
+    x = np.random.default_rng(1).uniform(-1.0, 1.0, (4, 1, size, size)).astype(np.float32)
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    x[0, 0] = ramp[None, :] * ramp[:, None]
+    expected = _session(rgb).run(names, {tflite_onnx.INPUT_NAME: np.repeat(x, 3, axis=1)})
+    actual = _session(grey).run(names, {tflite_onnx.INPUT_NAME: x})
+    for name, want, got in zip(names, expected, actual, strict=True):
+        err = float(np.abs(want - got).max())
+        if err > 1e-3 * max(1.0, float(np.abs(want).max())):
+            raise ModelCheckError(f"the grey-input detector differs from the RGB one on grey inputs: {name} {err}")
 
 
 def _convert_classifier(hdf5: bytes) -> onnx.ModelProto:
@@ -215,7 +232,8 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         *_npm_notice(npm_files[npm.HUMAN_MODELS_SOURCE.package], model_files.HUMAN_EMOTION_FILE),
         f"{model_files.FACE_RELOCATOR_FILE}",
         f"  {SHORT_RANGE_SOURCE.homepage_note}.",
-        f"  From {SHORT_RANGE_SOURCE.wheel} ({SHORT_RANGE_SOURCE.member}).",
+        f"  From {SHORT_RANGE_SOURCE.wheel} ({SHORT_RANGE_SOURCE.member}); made for grey input: the first",
+        "  convolution's kernels summed over the three colour channels (the same function of a grey picture).",
         "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
         "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
         "",
@@ -321,8 +339,11 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         tfl = read_member(
             wheels[SHORT_RANGE_SOURCE.package], SHORT_RANGE_SOURCE.member, SHORT_RANGE_SOURCE.member_sha256
         )
-        relocator = tflite_onnx.convert_tflite(tfl, name="blazeface_short_range")
-        check_detector(relocator, *BLAZEFACE_SHORT_RANGE)
+        rgb_relocator = tflite_onnx.convert_tflite(tfl, name="blazeface_short_range")
+        check_detector(rgb_relocator, *BLAZEFACE_SHORT_RANGE)
+        relocator = tflite_onnx.grey_input(rgb_relocator)  # the analyzer feeds it grey: one channel, not three
+        check_detector(relocator, *BLAZEFACE_SHORT_RANGE, channels=1)
+        check_grey_folding(rgb_relocator, relocator, BLAZEFACE_SHORT_RANGE[0])
 
         log.info("making %s dynamic", CENTERFACE_SOURCE.member)
         shipped = read_member(
@@ -401,8 +422,9 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
                     input={
                         "name": tflite_onnx.INPUT_NAME,
-                        "shape": ["N", 3, 128, 128],
+                        "shape": ["N", 1, 128, 128],
                         "layout": "NCHW",
+                        "colour": "gray",
                         "range": [-1.0, 1.0],
                     },
                     outputs=[tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS],
