@@ -47,28 +47,34 @@ class ExpressionQuantizationError(RuntimeError):
 
 def calibration_crops(centerface: onnx.ModelProto, pictures: Sequence[np.ndarray]) -> np.ndarray:
     """``uint8[N, 64, 64]`` upright crops of the faces the float CenterFace finds in grey ``pictures`` (each at its
-    own size), at :data:`CALIBRATION_CROP_SCALES`, each also mirrored. Deterministic."""
+    own size), at :data:`CALIBRATION_CROP_SCALES`, each also mirrored. Deterministic.
+
+    A face is a local maximum of CenterFace's heatmap above :data:`CALIBRATION_FACE_THRESHOLD`; its box and eyes
+    are read from the maps at that cell as CenterFace defines them (what ``analyzer.detectors.decode_centerface``
+    does, without its NMS: the model build uses the analyzer's geometry only, not its runtime modules)."""
     from ..align import Face, align_faces
-    from ..detectors import CENTERFACE_STRIDE, decode_centerface
 
     session = centerface_onnx._session(centerface.SerializeToString())
+    stride = 4  # CenterFace's output stride
     crops = []
     for picture in pictures:
         h, w = picture.shape
-        x = np.zeros((1, 3, math.ceil(h / CENTERFACE_STRIDE) * CENTERFACE_STRIDE,
-                      math.ceil(w / CENTERFACE_STRIDE) * CENTERFACE_STRIDE), np.float32)
+        x = np.zeros((1, 3, math.ceil(h / 32) * 32, math.ceil(w / 32) * 32), np.float32)
         x[0, :, :h, :w] = picture
-        heatmap, scale, offset, landmarks = session.run(
-            list(centerface_onnx.OUTPUT_NAMES), {centerface_onnx.INPUT_NAME: x}
+        cells, _, _ = centerface_onnx._peaks(session, x, CALIBRATION_FACE_THRESHOLD)
+        _, scale, offset, landmarks = (
+            m[0] for m in session.run(list(centerface_onnx.OUTPUT_NAMES), {centerface_onnx.INPUT_NAME: x})
         )
-        boxes, _, points = decode_centerface(
-            heatmap[0, 0], scale[0], offset[0], landmarks[0], CALIBRATION_FACE_THRESHOLD, 0.3
-        )
-        faces = [
-            Face(tuple(float(v) for v in box), [(float(px), float(py)) for px, py in pts])  # type: ignore[arg-type]
-            for box, pts in zip(boxes, points, strict=True)
-            if box[3] - box[1] >= CALIBRATION_MIN_FACE
-        ]
+        faces = []
+        for cy, cx in cells:
+            box_h, box_w = np.exp(scale[:, cy, cx].astype(np.float64)) * stride
+            y0 = (cy + offset[0, cy, cx] + 0.5) * stride - box_h / 2
+            x0 = (cx + offset[1, cy, cx] + 0.5) * stride - box_w / 2
+            if box_h < CALIBRATION_MIN_FACE:
+                continue
+            points = landmarks[:, cy, cx].astype(np.float64).reshape(5, 2)  # (y, x) pairs relative to the box
+            eyes = [(float(x0 + px * box_w), float(y0 + py * box_h)) for py, px in points[:2]]
+            faces.append(Face((float(x0), float(y0), float(x0 + box_w), float(y0 + box_h)), eyes))
         for crop_scale in CALIBRATION_CROP_SCALES:
             aligned = align_faces(picture, faces, CALIBRATION_SIZE, crop_scale)
             crops.extend([aligned, aligned[:, :, ::-1]])
@@ -114,7 +120,8 @@ def quantize_classifier(model: onnx.ModelProto, inputs: np.ndarray, name: str) -
         try:
             source, prepared, output = (Path(tmp) / n for n in ("float.onnx", "prepared.onnx", "int8.onnx"))
             onnx.save(model, source)
-            quant_pre_process(str(source), str(prepared))
+            # ONNX's own shape inference suffices (the symbolic one needs sympy, not in the image's build stage)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             quantize_static(
                 str(prepared),
                 str(output),
