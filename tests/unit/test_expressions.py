@@ -242,3 +242,24 @@ def test_classify_faces_crops_as_the_classifier_wants(built: BuildResult) -> Non
         np.testing.assert_array_equal(probs, classifier.classify(crops))
         assert EMOTIONS[int(probs[0].argmax())] == "happiness"
     assert expressions.classify_faces(classifier, luma, []).shape == (0, 7)
+
+
+def test_human_emotion_runs_its_int8_build_close_to_the_float_model(built: BuildResult) -> None:
+    """``human_emotion`` is the int8 model (analyzer.modelbuild.expression_int8); on real and synthetic crops it
+    gives the float model's top class and probabilities within a few hundredths, summing to 1 (float head)."""
+    int8 = load_classifier("human_emotion")
+    assert isinstance(int8, OnnxExpressionClassifier)
+    files = model_files.load_manifest()
+    assert expressions.MODEL_SPECS["human_emotion"].key == "human_emotion_int8"
+    reference = OnnxExpressionClassifier(
+        "human_emotion_float", files.path("human_emotion"), expressions.FER_LABELS,
+        size=64, colour="gray", crop_scale=1.0,
+    )
+    luma = _luma()
+    faces = [Face(ASTRONAUT_FACE), Face((165.0, 61.0, 287.0, 183.0)), Face((185.0, 81.0, 267.0, 163.0))]
+    crops = np.concatenate([align_faces(luma, faces, 64, 1.0), align_faces(luma, faces, 64, 1.0)[:, :, ::-1]])
+    got, want = int8.classify(crops), reference.classify(crops)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
+    assert EMOTIONS[int(got[0].argmax())] == "happiness"
+    assert float(np.abs(got - want).max()) < 0.1

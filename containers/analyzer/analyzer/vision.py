@@ -1,7 +1,8 @@
 """Faces and emotions on the luma plane of a frame: BlazeFace (full range) and mini-XCEPTION on onnxruntime.
 
 Everything works on the Y (luma) plane of the decoded frame as ``uint8[H, W]``; the frame is never
-converted to RGB (both models see grayscale: the detector gets it replicated to three channels).
+converted to RGB (both models see grayscale: an RGB detector gets it replicated to three channels, a detector made
+for grey input, as the short-range re-locator is, gets one channel).
 
 Cost on one core at 1080p with one face (bench/vision.py): ~0.5 ms letterbox + ~2.2 ms detector +
 ~0.5 ms crop and classify, ~4 ms in all.
@@ -170,15 +171,17 @@ class FaceDetector:
         self._session = _session(model_path, threads)
         inp = self._session.get_inputs()[0]
         _, channels, size_h, size_w = inp.shape
-        if channels != 3 or size_h != size_w or not isinstance(size_h, int):
+        if channels not in (1, 3) or size_h != size_w or not isinstance(size_h, int):
             raise ValueError(f"{model_path}: unexpected detector input {inp.shape}")
         self._input_name = inp.name
         self.input_size: int = size_h
+        # 3: the grey picture in the three RGB channels; 1: a model made for grey input (modelbuild.tflite_onnx)
+        self.channels: int = channels
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         self._regressors = next(n for n, s in outputs.items() if s[-1] == 16)
         self._classificators = next(n for n, s in outputs.items() if s[-1] == 1)
         self._anchors = blazeface_anchors(self.input_size, outputs[self._regressors][1])
-        self._input = np.full((1, 3, size_h, size_w), -1.0, np.float32)  # letterbox bars: black
+        self._input = np.full((1, channels, size_h, size_w), -1.0, np.float32)  # letterbox bars: black
         self._letterbox: tuple[tuple[int, int], _Letterbox] | None = None
         self.detect(np.zeros((size_h, size_w), np.uint8))  # warm-up: first run allocates and plans
 
@@ -202,8 +205,7 @@ class FaceDetector:
         region = self._input[0, 0, geo.pad_y : geo.pad_y + geo.out_h, geo.pad_x : geo.pad_x + geo.out_w]
         np.multiply(small, np.float32(2.0 / 255.0), out=region)
         region -= np.float32(1.0)
-        self._input[0, 1] = self._input[0, 0]
-        self._input[0, 2] = self._input[0, 0]
+        self._input[0, 1:] = self._input[0, :1]
         return np.array([geo.pad_x, geo.pad_y], np.float64), np.array([used_w / geo.out_w, used_h / geo.out_h])
 
     def detect(self, luma: np.ndarray, min_face: float = 0.0) -> list[Detection]:
@@ -239,13 +241,12 @@ class FaceDetector:
         return out
 
     def run_batch(self, inputs: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Run ``float32[N, 3, S, S]`` inputs (values -1..1), ``BLAZEFACE_MAX_BATCH`` per call; per input, after
-        weighted NMS and in input pixels: boxes ``[K, 4]`` (x0, y0, x1, y1), scores ``[K]`` (best first),
-        keypoints ``[K, 6, 2]``."""
-        if inputs.ndim != 4 or inputs.shape[1:] != (3, self.input_size, self.input_size):
-            raise ValueError(
-                f"run_batch() wants float32[N, 3, {self.input_size}, {self.input_size}], got {inputs.shape}"
-            )
+        """Run ``float32[N, C, S, S]`` inputs (values -1..1; ``C`` = :attr:`channels`), ``BLAZEFACE_MAX_BATCH`` per
+        call; per input, after weighted NMS and in input pixels: boxes ``[K, 4]`` (x0, y0, x1, y1), scores ``[K]``
+        (best first), keypoints ``[K, 6, 2]``."""
+        want = (self.channels, self.input_size, self.input_size)
+        if inputs.ndim != 4 or inputs.shape[1:] != want:
+            raise ValueError(f"run_batch() wants float32[N, {', '.join(map(str, want))}], got {inputs.shape}")
         if inputs.shape[0] == 0:
             return []
         out = []
@@ -257,16 +258,24 @@ class FaceDetector:
 
     def _decode(self, regressors: np.ndarray, logits: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
+        # the candidates of the whole batch at once: a crop around a face has a few, most anchors none
+        image, anchor = np.nonzero(logits[:, :, 0] >= self._logit_threshold)
+        if image.size == 0:
+            return [empty] * len(logits)
+        all_raw = regressors[image, anchor].astype(np.float64)
+        all_scores = 1.0 / (
+            1.0 + np.exp(-np.clip(logits[image, anchor, 0].astype(np.float64), -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT))
+        )
+        bounds = np.searchsorted(image, np.arange(len(logits) + 1))
         out = []
-        for reg, raw_scores in zip(regressors, logits[:, :, 0], strict=True):
-            keep = np.flatnonzero(raw_scores >= self._logit_threshold)
-            if keep.size == 0:
+        for i in range(len(logits)):
+            start, stop = bounds[i], bounds[i + 1]
+            if start == stop:
                 out.append(empty)
                 continue
-            raw = reg[keep].astype(np.float64)
-            scores = 1.0 / (
-                1.0 + np.exp(-np.clip(raw_scores[keep].astype(np.float64), -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT))
-            )
+            keep = anchor[start:stop]
+            raw = all_raw[start:stop]
+            scores = all_scores[start:stop]
             anchors = self._anchors[keep].astype(np.float64)
             centre = raw[:, 0:2] + anchors
             half = raw[:, 2:4] / 2.0
@@ -288,25 +297,46 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """``iou[i, j]`` of every pair of ``boxes`` ``[K, 4]``: the same arithmetic as :func:`_iou` (row ``i`` equals
+    ``_iou(boxes[i], boxes)`` bit for bit), in one pass instead of one call per box."""
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = areas[:, None] + areas[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
 def _weighted_nms(
     boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou_threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MediaPipe's weighted NMS: each cluster (IoU > threshold with its best box) becomes the
-    score-weighted mean of its boxes and keypoints, with the best box's score."""
+    score-weighted mean of its boxes and keypoints, with the best box's score.
+
+    The overlaps of all pairs are computed once (a crop has a few dozen candidates at most); the clusters are
+    then taken best first from the boxes not yet in one."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores, points = boxes[order], scores[order], points[order]
+    overlaps = _iou_matrix(boxes) > iou_threshold
+    free = np.ones(len(scores), bool)  # not yet in a cluster; the first free box is the best of the rest
     out_boxes, out_scores, out_points = [], [], []
-    remaining = np.arange(len(scores))
-    while remaining.size:
-        best = remaining[0]
-        members = remaining[_iou(boxes[best], boxes[remaining]) > iou_threshold]
-        members = members if members.size else remaining[:1]
+    best = 0
+    while best < len(scores):
+        members = np.flatnonzero(overlaps[best] & free)
+        if members.size == 0:
+            members = np.array([best])
         weights = scores[members][:, None]
         total = weights.sum()
         out_boxes.append((boxes[members] * weights).sum(axis=0) / total)
         out_points.append((points[members] * weights[:, :, None]).sum(axis=0) / total)
         out_scores.append(scores[best])
-        remaining = remaining[~np.isin(remaining, members)]  # stays sorted by score
+        free[members] = False
+        free[best] = False
+        rest = np.flatnonzero(free[best:])
+        best = best + int(rest[0]) if rest.size else len(scores)
     return np.array(out_boxes), np.array(out_scores), np.array(out_points)
 
 

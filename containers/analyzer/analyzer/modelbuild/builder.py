@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from .. import model_files
-from . import centerface_onnx, keras_onnx, npm, tfjs_onnx, tflite_onnx
+from . import centerface_onnx, expression_int8, keras_onnx, npm, tfjs_onnx, tflite_onnx
 from .pinned_packages import (
     CENTERFACE_SOURCE,
     DETECTOR_SOURCE,
@@ -42,7 +42,7 @@ def ort_version() -> str:
     return metadata.version("onnxruntime")
 
 # Identifies what this code produces; a manifest written by another builder is rebuilt.
-BUILDER = "analyzer.modelbuild/3"
+BUILDER = "analyzer.modelbuild/4"
 
 
 class ModelCheckError(RuntimeError):
@@ -122,7 +122,7 @@ BLAZEFACE_FULL_RANGE = (192, 2304)
 BLAZEFACE_SHORT_RANGE = (128, 896)
 
 
-def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304) -> None:
+def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304, channels: int = 3) -> None:
     """Structural check, then inference: output shapes, finite values, no face in a flat image, and a
     batch of 3 gives the same rows as 3 single runs (the batch dimension is dynamic)."""
     onnx.checker.check_model(model, full_check=True)
@@ -130,7 +130,10 @@ def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304)
     names = [tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS]
     rng = np.random.default_rng(0)
     batch = np.concatenate(
-        [np.zeros((1, 3, size, size), np.float32), rng.uniform(-1.0, 1.0, (2, 3, size, size)).astype(np.float32)]
+        [
+            np.zeros((1, channels, size, size), np.float32),
+            rng.uniform(-1.0, 1.0, (2, channels, size, size)).astype(np.float32),
+        ]
     )
     regressors, logits = sess.run(names, {tflite_onnx.INPUT_NAME: batch})
     if regressors.shape != (3, anchors, 16) or logits.shape != (3, anchors, 1):
@@ -146,6 +149,20 @@ def check_detector(model: onnx.ModelProto, size: int = 192, anchors: int = 2304)
             and np.allclose(single_logits, logits[i : i + 1], atol=1e-4)
         ):
             raise ModelCheckError("detector results depend on the batch")
+
+
+def check_grey_folding(rgb: onnx.ModelProto, grey: onnx.ModelProto, size: int) -> None:
+    """The grey-input model equals the RGB one on grey pictures (the RGB model given each in three channels)."""
+    names = [tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS]
+    x = np.random.default_rng(1).uniform(-1.0, 1.0, (4, 1, size, size)).astype(np.float32)
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    x[0, 0] = ramp[None, :] * ramp[:, None]
+    expected = _session(rgb).run(names, {tflite_onnx.INPUT_NAME: np.repeat(x, 3, axis=1)})
+    actual = _session(grey).run(names, {tflite_onnx.INPUT_NAME: x})
+    for name, want, got in zip(names, expected, actual, strict=True):
+        err = float(np.abs(want - got).max())
+        if err > 1e-3 * max(1.0, float(np.abs(want).max())):
+            raise ModelCheckError(f"the grey-input detector differs from the RGB one on grey inputs: {name} {err}")
 
 
 def _convert_classifier(hdf5: bytes) -> onnx.ModelProto:
@@ -215,7 +232,8 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         *_npm_notice(npm_files[npm.HUMAN_MODELS_SOURCE.package], model_files.HUMAN_EMOTION_FILE),
         f"{model_files.FACE_RELOCATOR_FILE}",
         f"  {SHORT_RANGE_SOURCE.homepage_note}.",
-        f"  From {SHORT_RANGE_SOURCE.wheel} ({SHORT_RANGE_SOURCE.member}).",
+        f"  From {SHORT_RANGE_SOURCE.wheel} ({SHORT_RANGE_SOURCE.member}); made for grey input: the first",
+        "  convolution's kernels summed over the three colour channels (the same function of a grey picture).",
         "  The model: MediaPipe, Copyright Google LLC, Apache License 2.0.",
         "  The package that distributes it: MIT, Copyright (c) 2021,2024 Patrick Levin.",
         "",
@@ -232,6 +250,11 @@ def _notice(licenses: dict[str, str], npm_files: dict[str, npm.NpmFiles]) -> str
         "  onnxruntime.quantization; activation ranges calibrated on pictures from the face-api tarball",
         f"  {npm.FACEAPI_SOURCE.tarball} ({', '.join(m.removeprefix('package/') for m in npm.CALIBRATION_PICTURES)};",
         f"  not shipped). Same licence as {model_files.CENTERFACE_FILE}: MIT (see below).",
+        "",
+        f"{model_files.HUMAN_EMOTION_INT8_FILE}",
+        f"  The same Human emotion model ({model_files.HUMAN_EMOTION_FILE}), quantised to int8 (static,",
+        "  per-channel) with onnxruntime.quantization; activation ranges calibrated on the faces of the pictures",
+        f"  above (not shipped). Same licence as {model_files.HUMAN_EMOTION_FILE}: MIT (see below).",
         "",
     ]
     for title, text in (
@@ -316,8 +339,11 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         tfl = read_member(
             wheels[SHORT_RANGE_SOURCE.package], SHORT_RANGE_SOURCE.member, SHORT_RANGE_SOURCE.member_sha256
         )
-        relocator = tflite_onnx.convert_tflite(tfl, name="blazeface_short_range")
-        check_detector(relocator, *BLAZEFACE_SHORT_RANGE)
+        rgb_relocator = tflite_onnx.convert_tflite(tfl, name="blazeface_short_range")
+        check_detector(rgb_relocator, *BLAZEFACE_SHORT_RANGE)
+        relocator = tflite_onnx.grey_input(rgb_relocator)  # the analyzer feeds it grey: one channel, not three
+        check_detector(relocator, *BLAZEFACE_SHORT_RANGE, channels=1)
+        check_grey_folding(rgb_relocator, relocator, BLAZEFACE_SHORT_RANGE[0])
 
         log.info("making %s dynamic", CENTERFACE_SOURCE.member)
         shipped = read_member(
@@ -341,10 +367,25 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         except centerface_onnx.CenterFaceConversionError as exc:
             raise ModelCheckError(str(exc)) from exc
 
+        log.info("quantising Human's emotion model to int8 (calibrated on the faces of the same pictures)")
+        try:
+            human_calibration = expression_int8.classifier_inputs(
+                expression_int8.calibration_crops(centerface, pictures)
+            )
+            human_emotion_int8 = expression_int8.quantize_classifier(
+                human_emotion, human_calibration, "human_emotion_int8"
+            )
+            agreement, mean_diff = expression_int8.check_quantized(human_emotion, human_emotion_int8, human_calibration)
+        except expression_int8.ExpressionQuantizationError as exc:
+            raise ModelCheckError(str(exc)) from exc
+        log.info("int8 emotion model: top class as the float model's on %.1f%% of %d calibration faces, mean "
+                 "|probability difference| %.4f", agreement * 100, len(human_calibration), mean_diff)
+
         classifier_bytes = classifier.SerializeToString()
         detector_bytes = detector.SerializeToString()
         expression_bytes = expression.SerializeToString()
         human_bytes = human_emotion.SerializeToString()
+        human_int8_bytes = human_emotion_int8.SerializeToString()
         relocator_bytes = relocator.SerializeToString()
         centerface_bytes = centerface.SerializeToString()
         centerface_int8_bytes = centerface_int8.SerializeToString()
@@ -381,8 +422,9 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     converter=f"tflite2onnx {tflite_onnx.converter_version()} + onnx {onnx.__version__}",
                     input={
                         "name": tflite_onnx.INPUT_NAME,
-                        "shape": ["N", 3, 128, 128],
+                        "shape": ["N", 1, 128, 128],
                         "layout": "NCHW",
+                        "colour": "gray",
                         "range": [-1.0, 1.0],
                     },
                     outputs=[tflite_onnx.REGRESSORS, tflite_onnx.CLASSIFICATORS],
@@ -458,6 +500,32 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     outputs=[keras_onnx.OUTPUT_NAME],
                     labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
                 ),
+                "human_emotion_int8": _model_entry(
+                    model_files.HUMAN_EMOTION_INT8_FILE,
+                    human_int8_bytes,
+                    npm.HUMAN_MODELS_SOURCE,
+                    converter=(
+                        f"analyzer.modelbuild.tfjs_onnx + onnxruntime.quantization {ort_version()} "
+                        "(static QDQ: int8 per-channel weights, uint8 activations, percentile calibration)"
+                    ),
+                    calibration={
+                        "package": npm.FACEAPI_SOURCE.spec,
+                        "members": dict(npm.CALIBRATION_PICTURES),
+                        "inputs": f"{len(human_calibration)} upright 64x64 crops (scales "
+                        f"{list(expression_int8.CALIBRATION_CROP_SCALES)}, and mirrored) of the faces the float "
+                        "CenterFace finds on them",
+                    },
+                    check={"top_class_agreement": round(agreement, 4), "mean_abs_difference": round(mean_diff, 5)},
+                    input={
+                        "name": keras_onnx.INPUT_NAME,
+                        "shape": ["N", 1, 64, 64],
+                        "layout": "NCHW",
+                        "colour": "gray",
+                        "range": [-1.0, 1.0],
+                    },
+                    outputs=[keras_onnx.OUTPUT_NAME],
+                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                ),
             },
         }
         manifest_path = out_dir / model_files.MANIFEST_FILE
@@ -469,6 +537,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         _write_atomic(out_dir / model_files.EMOTION_CLASSIFIER_FILE, classifier_bytes)
         _write_atomic(out_dir / model_files.FACEAPI_EXPRESSION_FILE, expression_bytes)
         _write_atomic(out_dir / model_files.HUMAN_EMOTION_FILE, human_bytes)
+        _write_atomic(out_dir / model_files.HUMAN_EMOTION_INT8_FILE, human_int8_bytes)
         _write_atomic(out_dir / model_files.NOTICE_FILE, _notice(licenses, npm_files).encode("utf-8"))
         _write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         log.info("wrote models to %s", out_dir)
