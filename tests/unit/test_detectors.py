@@ -393,6 +393,8 @@ def test_centerface_parts_together_find_what_one_detect_finds(built: BuildResult
     assert near[0] == 0 and 1 < len(near) < parts
     found_near, _ = match(truths[:1], [d for part in near for d in detector.detect_part(frame, part, min_face=24)])
     assert found_near.count(-1) == 0
+    # a lost big face is the coarse pass's alone, wherever it went
+    assert detector.parts_near(1080, 1920, [truths[2]], min_face=24) == [0]
 
 def test_int8_centerface_finds_the_float_models_faces_on_real_photos(built: BuildResult) -> None:
     """The shipped discovery model is the int8 CenterFace; the float model is its reference: on every photo of
