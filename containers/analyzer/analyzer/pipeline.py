@@ -95,6 +95,10 @@ class Analysis:
 # 1080p five parts of ~30 ms instead of one 150 ms pass, which a worker getting 0.1 core would take over a
 # wall second to run — a second with frames and no analysis.
 PRESSURE_DISCOVERY_FACTOR = 3.0
+# ... and stays relieved this long after it recovers: a session that only just keeps up (a worker getting a
+# fifth of a core) would otherwise recover, pay whole discoveries again (~150 ms of CPU at 1080p, most of a wall
+# second on that share: a second with frames and no analysis), and fall back into degraded.
+RELIEF_HOLD_SECONDS = 30.0
 
 
 class FrameAnalyzer:
@@ -448,6 +452,7 @@ class Pipeline:
         self._open: SecondResult | None = None
         self._last_emitted: SecondResult | None = None
         self._closed = False
+        self._relieved_until = -math.inf  # our clock: the analyzer is relieved until then (see load())
         self.latencies: list[float] | None = None  # set to [] to record analysis seconds per analysed frame
 
     # ---------------------------------------------------------------- frames
@@ -465,10 +470,13 @@ class Pipeline:
 
     def load(self) -> Load:
         """How the analysis keeps up right now (any thread); a degraded session's analyzer is relieved
-        (:meth:`FrameAnalyzer.relieve`) until it recovers."""
+        (:meth:`FrameAnalyzer.relieve`) until :data:`RELIEF_HOLD_SECONDS` after it recovers."""
         with self._lock:
-            load = self.monitor.assess(self._clock(), self.gate.target_fps)
-        self.analyzer.relieve(load.degraded)
+            now = self._clock()
+            load = self.monitor.assess(now, self.gate.target_fps)
+            if load.degraded:
+                self._relieved_until = now + RELIEF_HOLD_SECONDS
+        self.analyzer.relieve(now < self._relieved_until)
         return load
 
     def process(self, frame: FrameLike) -> None:
