@@ -314,9 +314,11 @@ def test_eighty_messages_per_minute_per_user(local_stack: StackProcess) -> None:
             message = _error(reply, 429, "ping", ErrorCode.RATE_LIMITED)
             assert "80 per 60 s" in message
             assert reply["body"]["retryAfter"] >= 1
-            # the limit is per user: a second connection of the same user is limited too
+            # the limit is per user: a second connection of the same user is limited too (within the few
+            # messages the bucket refilled while it connected on a slow machine, not after another 80)
             async with authenticated(local_stack, "chatty") as again:
-                assert (await again.request("ping"))["status"] == 429
+                replies = [(await again.request("ping"))["status"] for _ in range(15)]
+                assert 429 in replies, replies
 
     run(main())
 
