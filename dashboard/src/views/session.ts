@@ -37,6 +37,8 @@ export class SessionView implements View {
   private readonly body = h("div", { class: "session-body" });
   private readonly error = h("div", { id: "session-error", class: "error", role: "alert", hidden: true });
   private workerState: string | null = null;
+  /** When the last worker state arrived over the WebSocket (performance.now()), to order it against a poll. */
+  private workerStateAt = -Infinity;
   private unsubscribeWorker: (() => void) | null = null;
   private live: LivePanel | null = null;
   private afterwards: AfterwardsPanel | null = null;
@@ -80,7 +82,8 @@ export class SessionView implements View {
       return null; // an ended session does not change
     }
     try {
-      this.show(await this.app.api.getSession(this.id));
+      const asked = performance.now();
+      this.show(await this.app.api.getSession(this.id), asked);
       showError(this.error, null);
       return null;
     } catch (error) {
@@ -111,7 +114,8 @@ export class SessionView implements View {
     );
   }
 
-  private show(session: Session): void {
+  /** ``asked``: when the request that answered ``session`` was sent; a worker state pushed after that is newer. */
+  private show(session: Session, asked: number = performance.now()): void {
     const first = this.session === null;
     this.session = session;
     if (first) {
@@ -121,7 +125,9 @@ export class SessionView implements View {
         }
       });
     }
-    if (this.workerState === null || session.state !== "active") {
+    // the poll's worker state, unless a push arrived while it was on its way: a change made between the first
+    // poll and the subscription taking effect is never pushed, so the poll must be able to correct the page
+    if (this.workerStateAt < asked || session.state !== "active") {
       this.workerState = session.meta.workerState;
     }
     this.renderHeader(session);
@@ -150,6 +156,7 @@ export class SessionView implements View {
 
   private setWorkerState(state: string): void {
     this.workerState = state;
+    this.workerStateAt = performance.now();
     const badge = this.facts.querySelector("#worker-state");
     badge?.replaceChildren(stateBadge("worker", state));
     if (state === "stopped" || state === "error") {
