@@ -41,6 +41,10 @@ CENTERFACE_CHECK_THRESHOLD = 0.35
 def ort_version() -> str:
     return metadata.version("onnxruntime")
 
+
+# The class order of the classifiers trained on FER-2013 (mini-XCEPTION, Human's 'emotion').
+FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
 # Identifies what this code produces; a manifest written by another builder is rebuilt.
 BUILDER = "analyzer.modelbuild/4"
 
@@ -389,6 +393,17 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
         relocator_bytes = relocator.SerializeToString()
         centerface_bytes = centerface.SerializeToString()
         centerface_int8_bytes = centerface_int8.SerializeToString()
+        human_emotion_io: dict[str, Any] = {  # the float model and its int8 copy read and answer alike
+            "input": {
+                "name": keras_onnx.INPUT_NAME,
+                "shape": ["N", 1, 64, 64],
+                "layout": "NCHW",
+                "colour": "gray",
+                "range": [-1.0, 1.0],
+            },
+            "outputs": [keras_onnx.OUTPUT_NAME],
+            "labels": list(FER2013_LABELS),
+        }
         # the float CenterFace and its int8 quantisation take the same input
         centerface_input = {
             "name": centerface_onnx.INPUT_NAME,
@@ -468,7 +483,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                         "range": [-1.0, 1.0],
                     },
                     outputs=[keras_onnx.OUTPUT_NAME],
-                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                    labels=list(FER2013_LABELS),
                 ),
                 "faceapi_expression": _model_entry(
                     model_files.FACEAPI_EXPRESSION_FILE,
@@ -490,15 +505,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     human_bytes,
                     npm.HUMAN_MODELS_SOURCE,
                     converter=f"analyzer.modelbuild.tfjs_onnx (TFJS graph) + onnx {onnx.__version__}",
-                    input={
-                        "name": keras_onnx.INPUT_NAME,
-                        "shape": ["N", 1, 64, 64],
-                        "layout": "NCHW",
-                        "colour": "gray",
-                        "range": [-1.0, 1.0],
-                    },
-                    outputs=[keras_onnx.OUTPUT_NAME],
-                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                    **human_emotion_io,
                 ),
                 "human_emotion_int8": _model_entry(
                     model_files.HUMAN_EMOTION_INT8_FILE,
@@ -516,15 +523,7 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                         "CenterFace finds on them",
                     },
                     check={"top_class_agreement": round(agreement, 4), "mean_abs_difference": round(mean_diff, 5)},
-                    input={
-                        "name": keras_onnx.INPUT_NAME,
-                        "shape": ["N", 1, 64, 64],
-                        "layout": "NCHW",
-                        "colour": "gray",
-                        "range": [-1.0, 1.0],
-                    },
-                    outputs=[keras_onnx.OUTPUT_NAME],
-                    labels=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                    **human_emotion_io,
                 ),
             },
         }

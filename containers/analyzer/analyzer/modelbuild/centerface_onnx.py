@@ -17,10 +17,7 @@ original's static shape (the independent reference) and runs a sanity inference 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +25,7 @@ import onnx
 from onnx import version_converter
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
+from .int8 import quantize_static_qdq
 from .keras_onnx import OPSET
 
 log = logging.getLogger(__name__)
@@ -167,51 +165,11 @@ def calibration_inputs(pictures: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def quantize_centerface(model: onnx.ModelProto, calibration: Sequence[np.ndarray]) -> onnx.ModelProto:
-    """The dynamic float CenterFace as a static int8 QDQ model calibrated on ``calibration`` (network inputs).
-
-    onnxruntime's quantiser writes intermediate models to files: everything happens in a temporary directory
-    (and with that as the working directory, which its shape inference uses for scratch files)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    """The dynamic float CenterFace as a static int8 QDQ model calibrated (min/max) on ``calibration``
+    (network inputs)."""
     if not calibration:
         raise CenterFaceConversionError("no calibration inputs for the int8 model")
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._inputs = iter(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._inputs, None)
-            return None if x is None else {INPUT_NAME: x}
-
-    previous = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="centerface-int8-") as tmp:
-        os.chdir(tmp)
-        try:
-            source, prepared, output = (Path(tmp) / n for n in ("float.onnx", "prepared.onnx", "int8.onnx"))
-            onnx.save(model, source)
-            # the symbolic shape inference cannot follow CenterFace's dynamic upsampling; ONNX's own suffices
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            quantize_static(
-                str(prepared),
-                str(output),
-                _Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-            quantized = onnx.load(output)
-        finally:
-            os.chdir(previous)
+    quantized = quantize_static_qdq(model, INPUT_NAME, calibration, calibration="minmax")
     quantized.graph.name = "centerface_int8"
     quantized.producer_name = "analyzer.modelbuild (centerface_onnx, onnxruntime.quantization)"
     return quantized

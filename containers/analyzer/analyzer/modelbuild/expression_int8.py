@@ -20,15 +20,13 @@ the 232 faces, mean |probability difference| 0.003, and the same accuracy (photo
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnx
 
 from . import centerface_onnx
+from .int8 import quantize_static_qdq
 from .keras_onnx import INPUT_NAME
 
 CALIBRATION_CROP_SCALES = (1.0, 1.25)  # human_emotion's own crop, and the ensemble's wider one
@@ -93,50 +91,13 @@ def classifier_inputs(crops: np.ndarray) -> np.ndarray:
 
 
 def quantize_classifier(model: onnx.ModelProto, inputs: np.ndarray, name: str) -> onnx.ModelProto:
-    """``model`` as a static int8 QDQ model (per-channel int8 weights, uint8 activations) calibrated on
-    ``inputs`` ``float32[N, 1, 64, 64]`` (activation ranges: the 0.001-99.999 percentiles, not min/max, so a few
-    extreme calibration values do not coarsen every step); the pooling and softmax after the last convolution
-    stay float. onnxruntime's quantiser works on files: in a temporary directory."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
+    """``model`` as a static int8 QDQ model calibrated on ``inputs`` ``float32[N, 1, 64, 64]`` (percentile
+    calibration, see the module's docstring); the head after the last convolution stays float: probabilities that
+    sum to 1, not steps of 1/255."""
+    batches = (inputs[i : i + 16] for i in range(0, len(inputs), 16))
+    quantized = quantize_static_qdq(
+        model, INPUT_NAME, batches, calibration="percentile", float_ops=frozenset(FLOAT_HEAD_OPS)
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter([inputs[i : i + 16] for i in range(0, len(inputs), 16)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._batches, None)
-            return None if x is None else {INPUT_NAME: x}
-
-    previous = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="expression-int8-") as tmp:
-        os.chdir(tmp)
-        try:
-            source, prepared, output = (Path(tmp) / n for n in ("float.onnx", "prepared.onnx", "int8.onnx"))
-            onnx.save(model, source)
-            # ONNX's own shape inference suffices (the symbolic one needs sympy, not in the image's build stage)
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            quantize_static(
-                str(prepared),
-                str(output),
-                _Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.Percentile,
-                # the head stays float: probabilities that sum to 1, not steps of 1/255
-                nodes_to_exclude=[n.name for n in model.graph.node if n.op_type in FLOAT_HEAD_OPS],
-            )
-            quantized = onnx.load(output)
-        finally:
-            os.chdir(previous)
     quantized.graph.name = name
     quantized.producer_name = "analyzer.modelbuild (expression_int8, onnxruntime.quantization)"
     return quantized
