@@ -89,10 +89,12 @@ def stack_from(checkout: Path, workdir: Path) -> Iterator[Stack]:
                     process.wait(10)
 
 
-def make_clip() -> Path:
+def make_clip(keyframe_seconds: float) -> Path:
     from emotionctl.media.clips import make_face_clip
 
-    return make_face_clip(1920, 1080, 30, segments=(("face", 10),), bit_rate=6_000_000)
+    return make_face_clip(
+        1920, 1080, 30, segments=(("face", 10),), bit_rate=6_000_000, keyframe_seconds=keyframe_seconds
+    )
 
 
 # ------------------------------------------------------------------------------------------ /proc
@@ -151,15 +153,19 @@ class Session:
     window: int = 0  # seconds in the window
 
 
-def meta(stack: Stack, session_id: str) -> dict[str, Any]:
-    """The session's meta; a loaded stack may time a read out (504): retried a few times."""
+def get_session(stack: Stack, session_id: str) -> dict[str, Any]:
+    """GET the session; a loaded stack may time a read out (504): retried a few times."""
     for attempt in range(5):
         response = stack.call("GET", f"/v1/sessions/{session_id}")
         if response.status_code < 500 or attempt == 4:
             response.raise_for_status()
-            return dict(response.json()["meta"])
+            return dict(response.json())
         time.sleep(0.5)
     raise AssertionError("unreachable")
+
+
+def meta(stack: Stack, session_id: str) -> dict[str, Any]:
+    return dict(get_session(stack, session_id)["meta"])
 
 
 def create(stack: Stack, name: str, url: str, fps: float) -> str:
@@ -306,7 +312,7 @@ def buckets_read(stack: Stack, sessions: list[Session], origin: float, elapsed: 
     )
     table = stack.state["resources"]["EmotionsTable"]
     for s in sessions:
-        created = stack.call("GET", f"/v1/sessions/{s.id}").json()["timestamp"]
+        created = get_session(stack, s.id)["timestamp"]
         from datetime import datetime
 
         start_epoch = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
@@ -321,7 +327,16 @@ def buckets_read(stack: Stack, sessions: list[Session], origin: float, elapsed: 
         s.analysed = sum(int(item["frames"]["N"]) for item in items)
         # a bucket exists only for a second in which frames arrived (older workers wrote one for dropped frames
         # too, without ``received``): frames == 0 is a second with frames and no analysis
-        s.unanalysed_seconds = sum(1 for item in items if int(item["frames"]["N"]) == 0)
+        unanalysed = {int(item["sec"]["N"]) for item in items if int(item["frames"]["N"]) == 0}
+        s.unanalysed_seconds = len(unanalysed)
+        if unanalysed:  # the seconds around each, to tell a stall (few received) from a skip (all received)
+            around = sorted(
+                (int(item["sec"]["N"]), int(item.get("received", {}).get("N", -1)), int(item["frames"]["N"]))
+                for item in items
+                if any(abs(int(item["sec"]["N"]) - sec) <= 2 for sec in unanalysed)
+            )
+            print(f"  session {s.id}: (second, frames received, analysed) around the unanalysed ones: {around}",
+                  flush=True)
 
 
 def fmt(value: float | None, spec: str = ".2f") -> str:
@@ -333,6 +348,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[4, 8, 12])
     parser.add_argument("--measure", type=float, default=30.0, help="seconds measured per N")
     parser.add_argument("--fps", type=float, default=5.0, help="analysisFps of every session")
+    parser.add_argument("--keyframe-seconds", type=float, default=1.0,
+                        help="the streams' keyframe interval (live platforms ask for 2 s; catching up waits for one)")
     parser.add_argument("--workdir", type=Path, help="keep the stack's state and logs here (default: a temp dir)")
     parser.add_argument("--stack-from", type=Path, metavar="CHECKOUT",
                         help="run the stack and workers from another checkout (the 'before' of a change)")
@@ -340,8 +357,9 @@ def main() -> int:
     parser.add_argument("--profile-out", type=Path, default=Path("stack-profile.txt"),
                         help="where py-spy writes (collapsed stacks)")
     args = parser.parse_args()
-    clip = make_clip()
-    print(f"clip: {clip.name}; {os.cpu_count()} cores; {args.measure:.0f} s measured per N", flush=True)
+    clip = make_clip(args.keyframe_seconds)
+    print(f"clip: {clip.name}, a keyframe every {args.keyframe_seconds:g} s; {os.cpu_count()} cores; "
+          f"{args.measure:.0f} s measured per N", flush=True)
     header = (f"{'N':>3} | {'analyses/s min':>14} | {'median':>6} | {'target':>6} | {'skipped':>7} | "
               f"{'dropped':>7} | {'lag p95 max':>11} | {'degraded':>8} | {'worker CPU':>10} | {'stack CPU':>9} | "
               f"{'s without analysis':>18}")

@@ -338,44 +338,102 @@ def test_a_degraded_session_discovers_less_often_until_it_recovers() -> None:
     assert not finder.spread_discovery
 
 
-def _catch_up_run(catch: CatchUp, packets: list[tuple[int, float]], reorder: int = 0) -> list[int]:
-    """Feed 30 fps packets ``(index, read time)`` with a keyframe every 30 to ``catch``; the decoded indices. The
-    decoder gives a picture out ``reorder`` decoded packets after its own (B-frame reordering)."""
+def _catch_up_run(
+    catch: CatchUp[int],
+    packets: list[tuple[int, float]],
+    reorder: int = 0,
+    pictures: list[float] | None = None,
+    keyframes: set[int] | None = None,
+) -> tuple[list[int], int]:
+    """Feed 30 fps packets ``(index, read time)`` to ``catch`` as :func:`analyzer.ingest.frames` does, keyframes
+    every 30 (or ``keyframes``); the decoded indices and how many were let go undecoded (the read times at which
+    a picture came out go to ``pictures``). The decoder gives a picture out ``reorder`` decoded packets after its
+    own (B-frame reordering)."""
     decoded: list[int] = []
-    held: list[int] = []
+    pending: list[int] = []  # decoded, picture not out yet
+    dropped = 0
     for i, now in packets:
-        if catch.skip(i / 30, i % 30 == 0, now):
-            continue
-        decoded.append(i)
-        held.append(i)
-        if len(held) > reorder:
-            catch.decoded(held.pop(0) / 30, now)
-    return decoded
+        keyframe = i % 30 == 0 if keyframes is None else i in keyframes
+        run = catch.take(i, i / 30, keyframe, now)
+        assert run == sorted(run) and (not run or run[-1] == i)  # in order, ending with the packet read
+        assert not decoded or not run or run[0] > decoded[-1]  # nothing decoded twice
+        for k, packet in enumerate(run):
+            decoded.append(packet)
+            pending.append(packet)
+            if len(pending) > reorder:
+                del pending[0]
+                dropped += catch.dropped()[0]
+                catch.decoded(now)
+                if pictures is not None:
+                    pictures.append(now)
+                if len(run) > 1:
+                    catch.hold(run[k + 1 :])  # a replay: one picture is enough
+                    break
+    return decoded, dropped
+
+
+def _chain_intact(decoded: list[int], keyframes: set[int] | None = None) -> bool:
+    """Every decoded packet follows the one decoded before it or is a keyframe: the decoder's references hold."""
+    return all(
+        (i % 30 == 0 if keyframes is None else i in keyframes) or i == before + 1
+        for before, i in itertools.pairwise(decoded)
+    )
 
 
 def test_catch_up_skips_to_a_keyframe_near_the_live_edge() -> None:
-    catch = CatchUp(max_lag=0.75)
+    catch: CatchUp[int] = CatchUp(max_lag=0.75)
     # live: 30 fps, keyframe every 30 packets, read in time
-    assert _catch_up_run(catch, [(i, 10 + i / 30) for i in range(60)]) == list(range(60))
+    assert _catch_up_run(catch, [(i, 10 + i / 30) for i in range(60)]) == (list(range(60)), 0)
     # then the worker stalls 3 s; the backlog is read at once (3 s of packets in 10 ms), then live again
     backlog = [(i, 15.0 + (i - 60) / 9000) for i in range(60, 150)]
     live = [(i, 15.0 + (i - 150) / 30) for i in range(150, 200)]
-    decoded = _catch_up_run(catch, backlog + live)
-    # the backlog is drained undecoded but for its first (late) keyframe: a picture at once
+    decoded, dropped = _catch_up_run(catch, backlog + live)
+    # the backlog is drained undecoded but for its first packet (no picture for 3 s: a picture at once)
     assert [i for i in decoded if i < 150] == [60]
     # decoding restarts at the first keyframe near the live edge and stays on once caught up
     assert [i for i in decoded if i >= 150] == list(range(150, 200))
+    assert _chain_intact(decoded)
+    assert dropped == 89  # every packet read is decoded or counted as let go
+
+
+def test_catch_up_waiting_at_the_live_edge_for_a_keyframe_replays_what_it_held() -> None:
+    """A skip that drained its backlog waits for a keyframe near the live edge (here 1.9 s): meanwhile the held
+    packets are decoded one at a time whenever no picture came out for the picture spacing, so a picture comes
+    out at least every ~0.5 s, never a second without one."""
+    catch: CatchUp[int] = CatchUp(max_lag=0.75)
+    keyframes = {0, 60, 150}
+    packets = [(i, 10 + i / 30) for i in range(51)]
+    # the worker stalls 1.4 s after packet 50; the backlog (with the keyframe 60) is read at once, then live
+    packets += [(i, 13.1 + (i - 51) / 9000) for i in range(51, 94)]
+    packets += [(i, 10 + i / 30) for i in range(94, 171)]
+    pictures: list[float] = []
+    decoded, dropped = _catch_up_run(catch, packets, pictures=pictures, keyframes=keyframes)
+    after = [t for t in pictures if t >= 13.1]  # from the first read after the stall
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert after[0] == 13.1 and max(gaps) < 0.55, gaps  # the picture spacing, not the wait for keyframe 150
+    assert _chain_intact(decoded, keyframes)
+    # a replay decodes one packet (the next of the chain from the late keyframe); from the keyframe near the edge
+    # decoding goes on
+    assert [i for i in decoded if 50 < i < 150] == [51, 60, 61, 62]
+    assert set(range(150, 171)) <= set(decoded)
+    assert dropped + len(decoded) == 171  # every packet read is decoded or counted as let go
 
 
 def test_catch_up_decodes_a_late_keyframe_until_its_picture_is_out() -> None:
-    """A decoder that reorders B-frames gives a keyframe's picture out a packet later: that packet is decoded too,
-    then the skip goes on."""
-    catch = CatchUp(max_lag=0.75)
+    """A decoder that reorders B-frames gives a picture out a packet late: a replay decodes on until its picture is
+    out, then the skip goes on; a source that stays 1.5 s late still gives a picture every ~0.5 s."""
+    catch: CatchUp[int] = CatchUp(max_lag=0.75)
     _catch_up_run(catch, [(i, 10 + i / 30) for i in range(60)], reorder=1)
     # from here on the worker reads every packet 1.5 s late (a source that stalled, nothing newer to skip to)
-    decoded = _catch_up_run(catch, [(i, 10 + i / 30 + 1.5) for i in range(60, 150)], reorder=1)
-    # a picture per keyframe interval: the keyframe and the packet that gets its picture out of the decoder
-    assert decoded == [60, 61, 90, 91, 120, 121]
+    pictures: list[float] = []
+    decoded, _ = _catch_up_run(catch, [(i, 10 + i / 30 + 1.5) for i in range(60, 150)], reorder=1, pictures=pictures)
+    assert _chain_intact(decoded)
+    # the late keyframe and the packet that gets its picture out of the decoder, then a replay every ~0.5 s
+    assert decoded[:2] == [60, 61] and pictures[0] == 10 + 61 / 30 + 1.5
+    gaps = [b - a for a, b in itertools.pairwise(pictures)]
+    assert len(pictures) >= 5 and max(gaps) < 0.55, gaps
+    # a packet or two per picture, not every packet: a worker that stays behind decodes little
+    assert len(decoded) <= 2 * len(pictures) + 1, decoded
 
 
 def test_detail_per_track() -> None:

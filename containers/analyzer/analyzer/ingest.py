@@ -150,7 +150,9 @@ def describe_sources(container: Any) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    received: float  # wall clock (time.time()) when the frame was decoded
+    # wall clock (time.time()) at which the packet that gave the picture out was read: the frame's second is the
+    # second it arrived in, however long its decoding took (a replay of held packets decodes many)
+    received: float
     pts_seconds: float | None
     width: int
     height: int
@@ -238,78 +240,132 @@ def _stopped(stop: StopFlag | None) -> bool:
 
 
 DEFAULT_CATCH_UP_LAG = 0.75
-# While skipping, a late keyframe is decoded only when no picture came out for this long (our clock): a worker
-# far behind still sees about one picture per keyframe interval, and a backlog read at once is drained undecoded.
+# While skipping, the held packets are decoded when no picture came out for this long (our clock): every wall
+# second in which packets are read gets a picture, and a backlog read at once is still drained undecoded.
 LATE_PICTURE_SPACING = 0.5
+# At most this many skipped packets are held for a replay (~10 s at 30 fps, ~8 MB at 6 Mb/s); past it the chain is
+# broken and decoding waits for a keyframe.
+MAX_HELD_PACKETS = 300
 
 
-class CatchUp:
+class CatchUp[P]:
     """Skipping undecoded packets to get back to the live edge (for :func:`frames` on a live stream).
 
     A packet whose lag behind the live edge (:class:`~analyzer.liveedge.LiveEdge`, on packet timestamps and
     read times) is above ``max_lag`` starts a skip: that packet and the ones after it are not decoded, up to a
     keyframe whose lag is at most ``max_lag`` (a decoder can only restart at a keyframe). The backlog is
     drained at demux speed (no decoding), so the first keyframe near the live edge is reached in milliseconds;
-    decoding resumes there. Skipped packets are counted: each is one frame received and not analysed
-    (``Frame.skipped`` of the next frame yielded). The lag of what is decoded is so bounded by about ``max_lag``
-    plus a keyframe interval, whatever the CPU.
+    decoding resumes there.
 
-    A keyframe met while skipping is decoded even when it is still late (it needs no earlier packet) when no
-    picture came out for ``picture_spacing`` seconds, and so are the packets after it until the decoder gives its
-    picture out (:meth:`decoded`; a decoder that reorders B-frames holds a picture back by a packet or two); then
-    the skip goes on. A worker that stays behind — too little CPU to decode every frame, or a source that
-    stalled and then sent its backlog at once, so that nothing newer is there to skip to — still decodes about
-    one frame per keyframe interval instead of none, while a backlog read at once is still drained undecoded.
+    The skipped packets are held, from the decoder's last packet or from the last keyframe skipped: decoding them
+    in order gives correct pictures. When no picture came out for ``picture_spacing`` seconds, the held packets are
+    decoded in order until the decoder gives a picture out (a *replay*: one packet, or two or three where the
+    decoder reorders B-frames); the rest stays held (:meth:`hold`) and the skip goes on to a keyframe near the live
+    edge. Without it, a skip that drained its backlog and waits at the live edge for the next keyframe saw nothing
+    for up to a keyframe interval (2 s on most live platforms): whole seconds with frames and no analysis. So a
+    worker that stays behind, or a source whose packets all come late, gets a picture about every
+    ``picture_spacing`` seconds for the cost of decoding a packet or two, and the lag of what is decoded stays
+    within about ``max_lag`` plus one keyframe interval, whatever the CPU.
+
+    Held packets that are let go undecoded (a later keyframe starts a new chain, decoding restarts at a keyframe,
+    too many are held) are counted: each is one frame received and not analysed (:meth:`dropped`, reported as
+    ``Frame.skipped`` of the next frame yielded).
     """
 
-    def __init__(self, max_lag: float = DEFAULT_CATCH_UP_LAG, picture_spacing: float = LATE_PICTURE_SPACING) -> None:
-        if max_lag <= 0 or picture_spacing < 0:
-            raise ValueError("catch-up lag must be positive and the picture spacing not negative")
+    def __init__(
+        self,
+        max_lag: float = DEFAULT_CATCH_UP_LAG,
+        picture_spacing: float = LATE_PICTURE_SPACING,
+        max_held: int = MAX_HELD_PACKETS,
+    ) -> None:
+        if max_lag <= 0 or picture_spacing < 0 or max_held < 1:
+            raise ValueError("catch-up lag and held packets must be positive and the picture spacing not negative")
         self.max_lag = max_lag
         self.picture_spacing = picture_spacing
-        self._last_picture = -math.inf  # our clock when the decoder last gave a picture out
+        self.max_held = max_held
         self.edge = LiveEdge()
         self.skipping = False
-        self.awaiting_picture: float | None = None  # stream time of a late keyframe decoded while skipping
-        self.skips = 0  # how many skips were started (for logs)
+        self.awaiting_picture = False  # a replay is under way: decode on until the decoder gives a picture out
+        self._last_picture = -math.inf  # our clock when the decoder last gave a picture out
+        self._held: list[tuple[P, float]] = []  # (packet, read time), a chain the decoder can go on with
+        self._chain = True  # False: too many were held, the chain is broken until a keyframe
+        self._replay: list[tuple[P, float]] = []  # the run :meth:`take` last handed out, for :meth:`hold`
+        self._dropped = 0
+        self._dropped_from: float | None = None
 
     def reset(self) -> None:
         self.edge.reset()
         self.skipping = False
-        self.awaiting_picture = None
+        self.awaiting_picture = False
         self._last_picture = -math.inf
+        self._held, self._chain, self._replay = [], True, []
+        self._dropped, self._dropped_from = 0, None
 
-    def skip(self, pts: float | None, keyframe: bool, now: float) -> bool:
-        """True when the packet (stream time ``pts``, read at ``now``) is to be skipped undecoded."""
-        if pts is None:
-            return self.skipping and not keyframe and self.awaiting_picture is None
-        lag = self.edge.lag(pts, now, now)
-        if not self.skipping and lag > self.max_lag:
+    def take(self, packet: P, pts: float | None, keyframe: bool, now: float) -> list[P]:
+        """What to decode now, in order, for ``packet`` (stream time ``pts``, read at ``now``): ``[]`` to skip it,
+        ``[packet]``, or a replay: the held packets then ``packet``, to be decoded until a picture comes out (the
+        rest goes back with :meth:`hold`)."""
+        lag = None if pts is None else self.edge.lag(pts, now, now)
+        if lag is not None and not self.skipping and lag > self.max_lag:
             self.skipping = True
-            self.skips += 1
-        if not self.skipping:
-            return False
-        if keyframe:  # a place to restart from: decoding goes on from here if it is near the live edge
-            self.skipping = lag > self.max_lag
-            if not self.skipping:
-                self.awaiting_picture = None
-                return False
-            if self.awaiting_picture is None and now - self._last_picture < self.picture_spacing:
-                return True  # a picture came out a moment ago: drain on
-            self.awaiting_picture = pts
-            return False
-        return self.awaiting_picture is None
+        if not self.skipping or self.awaiting_picture:
+            return self._decode([(packet, now)])
+        if keyframe and lag is not None and lag <= self.max_lag:
+            self.skipping = False  # a place to restart from, near the live edge: decoding goes on from here
+            self._let_go()
+            return self._decode([(packet, now)])
+        if keyframe:  # a new chain starts here: what was held before it is no longer needed
+            self._let_go()
+            self._chain = True
+        if self._chain:
+            self._held.append((packet, now))
+            if len(self._held) > self.max_held:
+                self._let_go()
+                self._chain = False
+        else:
+            self._let_go([(packet, now)])
+        if not self._held or now - self._last_picture < self.picture_spacing:
+            return []  # a picture came out a moment ago: drain on
+        self.awaiting_picture = True
+        self.skipping = lag is None or lag > self.max_lag
+        return self._decode([])
 
-    def decoded(self, pts: float | None, now: float) -> None:
-        """The decoder gave out the picture of stream time ``pts`` at ``now``: once it is the late keyframe decoded
-        while skipping (or a later one), the skip goes on."""
+    def _decode(self, run: list[tuple[P, float]]) -> list[P]:
+        """``run`` after the held packets; nothing is held any more (the decoder moves on past them)."""
+        self._replay = self._held + run
+        self._held = []
+        return [packet for packet, _ in self._replay]
+
+    def hold(self, packets: list[P]) -> None:
+        """The last packets of a replay, left undecoded once a picture came out: held again, in order, and the skip
+        goes on (the decoder is behind them: nothing after them can be decoded before them)."""
+        if packets:
+            self._held = self._replay[len(self._replay) - len(packets) :]
+            self.skipping = True
+
+    def _let_go(self, packets: list[tuple[P, float]] | None = None) -> None:
+        gone = self._held if packets is None else packets
+        if gone:
+            self._dropped += len(gone)
+            first = gone[0][1]
+            self._dropped_from = first if self._dropped_from is None else min(self._dropped_from, first)
+        if packets is None:
+            self._held = []
+
+    def decoded(self, now: float) -> None:
+        """The decoder gave a picture out at ``now``."""
         self._last_picture = now
-        if self.awaiting_picture is not None and (pts is None or pts >= self.awaiting_picture):
-            self.awaiting_picture = None
+        self.awaiting_picture = False
+
+    def dropped(self) -> tuple[int, float | None]:
+        """How many packets were let go undecoded since the last call, and when the first of them was read."""
+        count, first = self._dropped, self._dropped_from
+        self._dropped, self._dropped_from = 0, None
+        return count, first
 
 
 def frames(
-    container: Any, stop: StopFlag | None = None, catch_up: CatchUp | None = None, audio: AudioSink | None = None
+    container: Any, stop: StopFlag | None = None, catch_up: CatchUp[Any] | None = None, audio: AudioSink | None = None
 ) -> Iterator[Frame]:
     """Decoded video frames until ``stop`` or the stream ends (:class:`StreamEnded`).
 
@@ -328,8 +384,6 @@ def frames(
     selected = (stream, audio_stream) if audio_stream is not None else (stream,)
     if catch_up is not None:
         catch_up.reset()
-    skipped = 0
-    skipped_from: float | None = None
     try:
         for packet in container.demux(*selected):
             if _stopped(stop):
@@ -337,25 +391,29 @@ def frames(
             if decoder is not None and packet.stream.type == "audio":
                 decoder.packet(packet)
                 continue
+            read = time.time()
             if catch_up is not None and packet.size:
                 pts = packet.pts if packet.pts is not None else packet.dts
                 seconds = pts * time_base if (pts is not None and time_base) else None
-                now = time.time()
-                if catch_up.skip(seconds, bool(packet.is_keyframe), now):
-                    if not skipped:
-                        skipped_from = now
-                    skipped += 1
-                    continue
-            for frame in packet.decode():
-                check_resolution(frame.width, frame.height)
-                pts = frame.pts * time_base if (frame.pts is not None and time_base) else None
+                run = catch_up.take(packet, seconds, bool(packet.is_keyframe), read)
+            else:
+                run = [packet]
+            pictures: list[Any] = []
+            for k, held in enumerate(run):
+                pictures.extend(held.decode())
+                if pictures and len(run) > 1 and catch_up is not None:
+                    catch_up.hold(run[k + 1 :])  # a replay: one picture is enough
+                    break
+            for picture in pictures:
+                check_resolution(picture.width, picture.height)
+                pts = picture.pts * time_base if (picture.pts is not None and time_base) else None
+                skipped, skipped_from = (0, None) if catch_up is None else catch_up.dropped()
+                if catch_up is not None:
+                    catch_up.decoded(time.time())  # when it came out, not when its analysis is over
                 yield Frame(
-                    time.time(), pts, frame.width, frame.height, luma_of(frame), chroma_of(frame), skipped,
+                    read, pts, picture.width, picture.height, luma_of(picture), chroma_of(picture), skipped,
                     skipped_from,
                 )
-                skipped, skipped_from = 0, None
-                if catch_up is not None:
-                    catch_up.decoded(pts, time.time())
             if _stopped(stop):
                 return
     except av.error.EOFError:

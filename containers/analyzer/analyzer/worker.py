@@ -151,7 +151,7 @@ class StreamThread(threading.Thread):
         self._outbox = outbox
         self._stop = stop
         self._scrub = scrub
-        self._catch_up = CatchUp()
+        self._catch_up: CatchUp[Any] = CatchUp()
 
     def run(self) -> None:
         try:
