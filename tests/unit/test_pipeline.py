@@ -419,6 +419,24 @@ def test_catch_up_waiting_at_the_live_edge_for_a_keyframe_replays_what_it_held()
     assert dropped + len(decoded) == 171  # every packet read is decoded or counted as let go
 
 
+def test_catch_up_holds_a_bounded_chain_and_starts_a_new_one_where_decoding_goes_on() -> None:
+    """Past ``max_held`` the chain is broken: nothing is replayed until a keyframe starts a new one; once decoding
+    went on (a keyframe near the live edge), the next skip holds a chain from the decoder again."""
+    catch: CatchUp[int] = CatchUp(max_lag=0.75, max_held=5)
+    _catch_up_run(catch, [(i, 10 + i / 30) for i in range(31)])
+    # a source whose packets all come 1.5 s late: more than 5 packets after each keyframe break the chain, so
+    # only the keyframes are replayed
+    decoded, dropped = _catch_up_run(catch, [(i, 10 + i / 30 + 1.5) for i in range(60, 100)])
+    assert decoded == [60, 90] and dropped == 29  # 61-89; 91-99 are reported with the next picture
+    # its backlog arrives at once and the keyframe 120 is near the live edge: decoding goes on from there
+    packets = [(i, 14.3 + (i - 100) / 9000) for i in range(100, 130)] + [(i, 10 + i / 30) for i in range(130, 151)]
+    decoded, dropped = _catch_up_run(catch, packets)
+    assert decoded == list(range(120, 151)) and dropped == 9 + 20
+    # a stall: the skip holds a chain from the decoder again, and its first packet is replayed at once
+    decoded, _ = _catch_up_run(catch, [(i, 16.5 + (i - 151) / 9000) for i in range(151, 166)])
+    assert decoded == [151]
+
+
 def test_catch_up_decodes_a_late_keyframe_until_its_picture_is_out() -> None:
     """A decoder that reorders B-frames gives a picture out a packet late: a replay decodes on until its picture is
     out, then the skip goes on; a source that stays 1.5 s late still gives a picture every ~0.5 s."""

@@ -331,9 +331,11 @@ class CatchUp[P]:
         return self._decode([])
 
     def _decode(self, run: list[tuple[P, float]]) -> list[P]:
-        """``run`` after the held packets; nothing is held any more (the decoder moves on past them)."""
+        """``run`` after the held packets; nothing is held any more (the decoder moves on past them, and a chain
+        starts again from the last of them)."""
         self._replay = self._held + run
         self._held = []
+        self._chain = True
         return [packet for packet, _ in self._replay]
 
     def hold(self, packets: list[P]) -> None:
