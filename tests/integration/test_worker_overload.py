@@ -182,8 +182,8 @@ def test_starved_worker_keeps_analysing_says_degraded_and_recovers(
         finally:
             starver.release()
         released_at = time.time()
-        # (skipping undecoded frames — decoding little more than one picture per keyframe interval when far
-        # behind — it may even keep its full analysis rate on a tenth of a core; the skips make it degraded)
+        # (skipping undecoded frames — decoding a packet or two every 0.5 s while far behind — it may even keep
+        # its full analysis rate on a tenth of a core; the skips make it degraded)
         assert under["skippedFrames"] > 0
         assert 0 < under["analysesPerSecond"] <= under["targetAnalysesPerSecond"]
         # And the seconds under pressure are honest: analysed ones still see the face; a second whose frames
