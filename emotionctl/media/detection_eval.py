@@ -31,7 +31,7 @@ from analyzer.detectors import (
     FaceRelocator,
     TiledFaceDetector,
 )
-from analyzer.vision import Box, Detection, FaceDetector, resize_luma
+from analyzer.vision import Box, Detection, FaceDetector, iou_matrix, resize_luma
 
 SIZE_BUCKETS: tuple[tuple[float, float], ...] = ((16, 24), (24, 32), (32, 48), (48, 96), (96, math.inf))
 MATCH_IOU = 0.3  # a detection matches a labelled face at IoU >= this (box conventions differ per detector)
@@ -200,24 +200,13 @@ def synthetic_scenes(
 # -- evaluation ------------------------------------------------------------------------------------------
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def match(faces: Sequence[Box], detections: Sequence[Detection], min_iou: float = MATCH_IOU) -> tuple[list[int], int]:
     """Greedy one-to-one matching by IoU: per labelled face the index of its detection (-1: missed),
     and the number of detections matching no face (false faces)."""
     found = [-1] * len(faces)
     if not faces or not detections:
         return found, len(detections)
-    iou = _iou_matrix(np.asarray(faces, np.float64), np.asarray([d.box for d in detections], np.float64))
+    iou = iou_matrix(np.asarray(faces, np.float64), np.asarray([d.box for d in detections], np.float64))
     used: set[int] = set()
     for flat in np.argsort(-iou, axis=None):
         i, j = divmod(int(flat), iou.shape[1])
@@ -493,12 +482,12 @@ def evaluate_relocator(
             truth_arr = np.asarray(truths, np.float64)
             for k, det in enumerate(found):
                 result.faces += 1
-                result.prior_ious.append(float(_iou_matrix(truth_arr[k : k + 1], np.asarray([priors[k]]))[0, 0]))
+                result.prior_ious.append(float(iou_matrix(truth_arr[k : k + 1], np.asarray([priors[k]]))[0, 0]))
                 if det is None:
                     result.ious.append(0.0)
                     continue
                 result.relocated += 1
-                result.ious.append(float(_iou_matrix(truth_arr[k : k + 1], np.asarray([det.box]))[0, 0]))
+                result.ious.append(float(iou_matrix(truth_arr[k : k + 1], np.asarray([det.box]))[0, 0]))
         result.ms_per_face = elapsed * 1e3 / max(1, result.faces)
         results.append(result)
     return results
@@ -543,12 +532,12 @@ def evaluate_relocator_on_scenes(
             elapsed[bucket] += per_face
             result.faces += 1
             truth_arr = np.asarray([truth], np.float64)
-            result.prior_ious.append(float(_iou_matrix(truth_arr, np.asarray([prior]))[0, 0]))
+            result.prior_ious.append(float(iou_matrix(truth_arr, np.asarray([prior]))[0, 0]))
             if det is None:
                 result.ious.append(0.0)
                 continue
             result.relocated += 1
-            result.ious.append(float(_iou_matrix(truth_arr, np.asarray([det.box]))[0, 0]))
+            result.ious.append(float(iou_matrix(truth_arr, np.asarray([det.box]))[0, 0]))
     for bucket, result in by_bucket.items():
         result.ms_per_face = elapsed[bucket] * 1e3 / max(1, result.faces)
     return [r for r in by_bucket.values() if r.faces]

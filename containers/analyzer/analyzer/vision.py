@@ -285,29 +285,23 @@ class FaceDetector:
         return out
 
 
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``iou[i, j]`` of boxes ``a[i]`` and ``b[j]`` (``[K, 4]`` and ``[M, 4]``, x0 y0 x1 y1); 0 where the union is
+    empty."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    """``iou[i, j]`` of every pair of ``boxes`` ``[K, 4]``: the same arithmetic as :func:`_iou` (row ``i`` equals
-    ``_iou(boxes[i], boxes)`` bit for bit), in one pass instead of one call per box."""
-    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = areas[:, None] + areas[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    """The IoU of one box with each of ``boxes``."""
+    return iou_matrix(box[None, :], boxes)[0]
 
 
 def _weighted_nms(
@@ -320,7 +314,7 @@ def _weighted_nms(
     then taken best first from the boxes not yet in one."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores, points = boxes[order], scores[order], points[order]
-    overlaps = _iou_matrix(boxes) > iou_threshold
+    overlaps = iou_matrix(boxes, boxes) > iou_threshold
     free = np.ones(len(scores), bool)  # not yet in a cluster; the first free box is the best of the rest
     out_boxes, out_scores, out_points = [], [], []
     best = 0
