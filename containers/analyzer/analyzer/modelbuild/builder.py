@@ -19,6 +19,7 @@ import onnx
 
 from .. import model_files
 from . import centerface_onnx, expression_int8, keras_onnx, npm, tfjs_onnx, tflite_onnx
+from .int8 import CALIBRATION_NAMES, QDQ_FORMAT, Calibration
 from .pinned_packages import (
     CENTERFACE_SOURCE,
     DETECTOR_SOURCE,
@@ -290,6 +291,20 @@ def _model_entry(file: str, data: bytes, source: ModelSource | npm.NpmSource, **
     }
 
 
+def _int8_provenance(converter: str, calibration: Calibration, inputs: str) -> dict[str, Any]:
+    """The manifest's ``converter`` and ``calibration`` of an int8 model (:mod:`.int8`) calibrated on
+    ``inputs`` drawn from face-api's demo pictures."""
+    return {
+        "converter": f"{converter} + onnxruntime.quantization {ort_version()} "
+        f"({QDQ_FORMAT}, {CALIBRATION_NAMES[calibration]} calibration)",
+        "calibration": {
+            "package": npm.FACEAPI_SOURCE.spec,
+            "members": dict(npm.CALIBRATION_PICTURES),
+            "inputs": inputs,
+        },
+    }
+
+
 def _convert_npm_classifiers(cache_dir: Path) -> tuple[dict[str, npm.NpmFiles], onnx.ModelProto, onnx.ModelProto]:
     """face-api's FaceExpressionNet and Human's 'emotion' graph model, from their pinned npm tarballs."""
     files = {s.package: npm.load(s, cache_dir) for s in npm.NPM_SOURCES}
@@ -457,17 +472,13 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     model_files.CENTERFACE_INT8_FILE,
                     centerface_int8_bytes,
                     CENTERFACE_SOURCE,
-                    converter=(
-                        f"analyzer.modelbuild.centerface_onnx + onnxruntime.quantization {ort_version()} "
-                        "(static QDQ: int8 per-channel weights, uint8 activations, min/max calibration)"
-                    ),
-                    calibration={
-                        "package": npm.FACEAPI_SOURCE.spec,
-                        "members": dict(npm.CALIBRATION_PICTURES),
-                        "inputs": "each picture whole at "
+                    **_int8_provenance(
+                        "analyzer.modelbuild.centerface_onnx",
+                        centerface_onnx.INT8_CALIBRATION,
+                        "each picture whole at "
                         f"{list(centerface_onnx.CALIBRATION_LONG_SIDES)} px and 4 corner crops "
                         f"{list(centerface_onnx.CALIBRATION_CROP)} at its own scale, grey in 3 channels",
-                    },
+                    ),
                     input=centerface_input,
                     outputs=list(centerface_onnx.OUTPUT_NAMES),
                 ),
@@ -511,17 +522,13 @@ def build(out_dir: Path | None = None, cache_dir: Path | None = None, *, force: 
                     model_files.HUMAN_EMOTION_INT8_FILE,
                     human_int8_bytes,
                     npm.HUMAN_MODELS_SOURCE,
-                    converter=(
-                        f"analyzer.modelbuild.tfjs_onnx + onnxruntime.quantization {ort_version()} "
-                        "(static QDQ: int8 per-channel weights, uint8 activations, percentile calibration)"
-                    ),
-                    calibration={
-                        "package": npm.FACEAPI_SOURCE.spec,
-                        "members": dict(npm.CALIBRATION_PICTURES),
-                        "inputs": f"{len(human_calibration)} upright 64x64 crops (scales "
+                    **_int8_provenance(
+                        "analyzer.modelbuild.tfjs_onnx",
+                        expression_int8.INT8_CALIBRATION,
+                        f"{len(human_calibration)} upright 64x64 crops (scales "
                         f"{list(expression_int8.CALIBRATION_CROP_SCALES)}, and mirrored) of the faces the float "
                         "CenterFace finds on them",
-                    },
+                    ),
                     check={"top_class_agreement": round(agreement, 4), "mean_abs_difference": round(mean_diff, 5)},
                     **human_emotion_io,
                 ),

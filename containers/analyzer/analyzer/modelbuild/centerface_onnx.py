@@ -25,7 +25,7 @@ import onnx
 from onnx import version_converter
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
-from .int8 import quantize_static_qdq
+from .int8 import Calibration, quantize_static_qdq
 from .keras_onnx import OPSET
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ def check_centerface(model: onnx.ModelProto, static_bytes: bytes) -> None:
 # The float model stays in the build as the reference it is checked against.
 CALIBRATION_LONG_SIDES = (640, 1024)  # whole pictures resized so; plus crops at the picture's own scale
 CALIBRATION_CROP = (384, 640)  # h, w of a crop at the picture's own scale
+INT8_CALIBRATION: Calibration = "minmax"
 
 
 def calibration_inputs(pictures: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -169,7 +170,7 @@ def quantize_centerface(model: onnx.ModelProto, calibration: Sequence[np.ndarray
     (network inputs)."""
     if not calibration:
         raise CenterFaceConversionError("no calibration inputs for the int8 model")
-    quantized = quantize_static_qdq(model, INPUT_NAME, calibration, calibration="minmax")
+    quantized = quantize_static_qdq(model, INPUT_NAME, calibration, calibration=INT8_CALIBRATION)
     quantized.graph.name = "centerface_int8"
     quantized.producer_name = "analyzer.modelbuild (centerface_onnx, onnxruntime.quantization)"
     return quantized

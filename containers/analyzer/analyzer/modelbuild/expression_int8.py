@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 
 from . import centerface_onnx
-from .int8 import quantize_static_qdq
+from .int8 import Calibration, quantize_static_qdq
 from .keras_onnx import INPUT_NAME
 
 CALIBRATION_CROP_SCALES = (1.0, 1.25)  # human_emotion's own crop, and the ensemble's wider one
@@ -37,6 +37,7 @@ CALIBRATION_MIN_FACE = 16.0  # px
 CHECK_MIN_AGREEMENT = 0.85
 CHECK_MAX_MEAN_DIFF = 0.05
 FLOAT_HEAD_OPS = ("GlobalAveragePool", "Flatten", "Softmax")  # after the last convolution: cheap, left in float
+INT8_CALIBRATION: Calibration = "percentile"  # why: the module's docstring
 
 
 class ExpressionQuantizationError(RuntimeError):
@@ -96,7 +97,7 @@ def quantize_classifier(model: onnx.ModelProto, inputs: np.ndarray, name: str) -
     sum to 1, not steps of 1/255."""
     batches = (inputs[i : i + 16] for i in range(0, len(inputs), 16))
     quantized = quantize_static_qdq(
-        model, INPUT_NAME, batches, calibration="percentile", float_ops=frozenset(FLOAT_HEAD_OPS)
+        model, INPUT_NAME, batches, calibration=INT8_CALIBRATION, float_ops=frozenset(FLOAT_HEAD_OPS)
     )
     quantized.graph.name = name
     quantized.producer_name = "analyzer.modelbuild (expression_int8, onnxruntime.quantization)"

@@ -17,6 +17,9 @@ import numpy as np
 import onnx
 
 Calibration = Literal["minmax", "percentile"]
+# How the manifest describes an int8 model of this module (its ``converter``).
+QDQ_FORMAT = "static QDQ: int8 per-channel weights, uint8 activations"
+CALIBRATION_NAMES: dict[Calibration, str] = {"minmax": "min/max", "percentile": "percentile"}
 
 
 def quantize_static_qdq(
